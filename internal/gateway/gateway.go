@@ -1,0 +1,217 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/rempart/rempart/internal/problem"
+	"github.com/rempart/rempart/internal/telemetry"
+	"github.com/rempart/rempart/internal/tier"
+)
+
+// Route is one entry of the routing table.
+type Route struct {
+	Name     string
+	Pattern  string // http.ServeMux pattern, e.g. "POST /v1/cards/authorize"
+	Tier     tier.Tier
+	Upstream http.Handler
+}
+
+// Options are the gateway's knobs.
+type Options struct {
+	Logger       *slog.Logger
+	Metrics      *telemetry.Metrics
+	MaxBodyBytes int64
+}
+
+// Gateway routes requests to upstreams. It is an http.Handler.
+type Gateway struct {
+	mux     *http.ServeMux
+	log     *slog.Logger
+	metrics *telemetry.Metrics
+	maxBody int64
+}
+
+// New builds a gateway from its routing table.
+func New(routes []Route, opts Options) (*Gateway, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = telemetry.NewMetrics()
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 64 << 10
+	}
+	g := &Gateway{mux: http.NewServeMux(), log: opts.Logger, metrics: opts.Metrics, maxBody: opts.MaxBodyBytes}
+	for _, r := range routes {
+		if r.Upstream == nil {
+			return nil, fmt.Errorf("route %s: no upstream", r.Name)
+		}
+		if err := register(g.mux, r.Pattern, g.wrap(r)); err != nil {
+			return nil, fmt.Errorf("route %s: %w", r.Name, err)
+		}
+		// Pre-create the series so dashboards show every route from the start.
+		g.metrics.Duration.WithLabelValues(r.Name, r.Tier.String())
+	}
+	unmatched := Route{Name: "unmatched", Tier: tier.Sheddable, Upstream: http.HandlerFunc(notFound)}
+	g.mux.Handle("/", g.wrap(unmatched))
+	return g, nil
+}
+
+func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("pattern %q: %v", pattern, r)
+		}
+	}()
+	mux.Handle(pattern, h)
+	return nil
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
+	problem.Error(w, http.StatusNotFound, "no-route", "no route matches "+r.Method+" "+r.URL.Path)
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.mux.ServeHTTP(w, r)
+}
+
+// Request context keys are unexported types so no other package collides.
+type ctxKey int
+
+const infoKey ctxKey = 0
+
+// Info is what the gateway knows about a request, available to upstream
+// handlers through FromContext.
+type Info struct {
+	RequestID string
+	Trace     telemetry.TraceContext
+	Route     string
+	Tier      tier.Tier
+}
+
+// FromContext returns the gateway's request info, if the request came
+// through the gateway.
+func FromContext(ctx context.Context) (Info, bool) {
+	i, ok := ctx.Value(infoKey).(Info)
+	return i, ok
+}
+
+// wrap adds ids, trace context, body limit, metrics and one log line per
+// request around a route's upstream.
+func (g *Gateway) wrap(rt Route) http.Handler {
+	tierName := rt.Tier.String()
+	inflight := g.metrics.InFlight.WithLabelValues(tierName)
+	duration := g.metrics.Duration.WithLabelValues(rt.Name, tierName)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		inflight.Inc()
+		defer inflight.Dec()
+
+		id := r.Header.Get("X-Request-Id")
+		if !telemetry.ValidRequestID(id) {
+			id = telemetry.NewRequestID()
+		}
+		tc, ok := telemetry.ParseTraceparent(r.Header.Get("Traceparent"))
+		if ok {
+			tc = tc.Child()
+		} else {
+			tc = telemetry.NewTrace()
+			r.Header.Del("Tracestate") // state without a valid parent is meaningless
+		}
+		// Upstreams see our hop as the parent.
+		r.Header.Set("Traceparent", tc.String())
+		r.Header.Set("X-Request-Id", id)
+		w.Header().Set("X-Request-Id", id)
+
+		info := Info{RequestID: id, Trace: tc, Route: rt.Name, Tier: rt.Tier}
+		r = r.WithContext(context.WithValue(r.Context(), infoKey, info))
+
+		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		if r.ContentLength > g.maxBody {
+			problem.Write(rec, problem.New(http.StatusRequestEntityTooLarge, "body-too-large",
+				fmt.Sprintf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, g.maxBody)))
+		} else {
+			if r.Body != nil {
+				r.Body = http.MaxBytesReader(rec, r.Body, g.maxBody)
+			}
+			serve(rt.Upstream, rec, r)
+		}
+
+		elapsed := time.Since(start)
+		duration.Observe(elapsed.Seconds())
+		g.metrics.Requests.WithLabelValues(rt.Name, tierName, strconv.Itoa(rec.status)).Inc()
+		level := slog.LevelInfo
+		if rec.status >= 500 {
+			level = slog.LevelWarn
+		}
+		g.log.LogAttrs(r.Context(), level, "request",
+			slog.String("request_id", id),
+			slog.String("trace_id", tc.TraceIDString()),
+			slog.String("route", rt.Name),
+			slog.String("tier", tierName),
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Duration("duration", elapsed),
+		)
+	})
+}
+
+// serve runs the upstream and turns a panic into a 500 problem rather than a
+// dropped connection, so one bad request cannot take the listener down.
+func serve(h http.Handler, w *recorder, r *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			if !w.wrote {
+				problem.Error(w, http.StatusInternalServerError, "internal", "internal error")
+			}
+		}
+	}()
+	h.ServeHTTP(w, r)
+}
+
+// recorder captures the status and size of a response.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	wrote  bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status = code
+		r.wrote = true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wrote {
+		r.wrote = true
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Flush forwards streaming flushes.
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
