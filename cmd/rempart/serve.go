@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rempart/rempart/internal/config"
+	"github.com/rempart/rempart/internal/estate"
+	"github.com/rempart/rempart/internal/estate/core"
+	"github.com/rempart/rempart/internal/gateway"
+	"github.com/rempart/rempart/internal/proxy"
+	"github.com/rempart/rempart/internal/telemetry"
+	"github.com/rempart/rempart/internal/tier"
+)
+
+type serveFlags struct {
+	config, listen, opsListen, dataDir, logFormat string
+}
+
+func newServeCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gateway (public :8080, ops :9090) in front of the bank's channels",
+		Long: `serve runs the gateway. With no --config it fronts an in-process simulated bank
+on embedded defaults (SQLite ledger in --data-dir), routing every channel with its tier.
+
+Public listener: the channels (see README.md for the table).
+Ops listener (loopback by default): /healthz, /readyz, /metrics, /ops/estate/...`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd, f)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, cfg, nil)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "YAML configuration file (default: embedded defaults)")
+	fl.StringVar(&f.listen, "listen", "", "public listener address (overrides the config; default 127.0.0.1:8080)")
+	fl.StringVar(&f.opsListen, "ops-listen", "", "ops listener address (overrides the config; default 127.0.0.1:9090)")
+	fl.StringVar(&f.dataDir, "data-dir", "", "directory for durable state (overrides the config; default ./rempart-data)")
+	fl.StringVar(&f.logFormat, "log-format", "", "text or json (overrides the config; default text)")
+	return cmd
+}
+
+func loadConfig(cmd *cobra.Command, f serveFlags) (*config.Config, error) {
+	cfg := config.Default()
+	if f.config != "" {
+		var err error
+		if cfg, err = config.Load(f.config); err != nil {
+			return nil, err
+		}
+	}
+	if f.listen != "" {
+		cfg.Listen = f.listen
+	}
+	if f.opsListen != "" {
+		cfg.OpsListen = f.opsListen
+	}
+	if f.dataDir != "" {
+		cfg.DataDir = f.dataDir
+	}
+	if f.logFormat != "" {
+		if f.logFormat != "text" && f.logFormat != "json" {
+			return nil, fmt.Errorf("--log-format: %q must be text or json", f.logFormat)
+		}
+		cfg.LogFormat = f.logFormat
+	}
+	return cfg, nil
+}
+
+// serve wires the stack from cfg and runs it until ctx ends. started, if not
+// nil, receives the bound addresses once both listeners accept.
+func serve(ctx context.Context, cfg *config.Config, started func(public, ops string)) error {
+	log, err := telemetry.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	metrics := telemetry.NewMetrics()
+
+	var est *estate.Estate
+	if cfg.EstateEnabled() {
+		est, err = estate.New(ctx, estateConfig(cfg, log))
+		if err != nil {
+			return err
+		}
+		defer est.Close()
+		metrics.Registry.MustRegister(est.Collectors()...)
+	}
+
+	upstreams := map[string]http.Handler{}
+	for _, u := range cfg.Upstreams {
+		if u.URL == config.InProcess {
+			if est == nil {
+				return fmt.Errorf("upstream %s is in-process but the estate is disabled", u.Name)
+			}
+			upstreams[u.Name] = proxy.WithTimeout(est.Handler(), u.Timeout)
+			continue
+		}
+		base, err := url.Parse(u.URL)
+		if err != nil {
+			return fmt.Errorf("upstream %s: %w", u.Name, err)
+		}
+		upstreams[u.Name] = proxy.New(base, u.Timeout, log)
+	}
+
+	routes, err := buildRoutes(cfg, upstreams)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(routes, gateway.Options{Logger: log, Metrics: metrics, MaxBodyBytes: cfg.MaxBodyBytes})
+	if err != nil {
+		return err
+	}
+
+	ops := http.NewServeMux()
+	if est != nil {
+		ops.Handle("/ops/estate/", est.OpsHandler())
+	}
+	srv := &gateway.Server{Public: gw, Ops: ops, Metrics: metrics.Handler(),
+		PublicAddr: cfg.Listen, OpsAddr: cfg.OpsListen, DrainTimeout: cfg.DrainTimeout, Logger: log}
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	if started != nil {
+		started(srv.Addrs())
+	}
+	log.Info("rempart serving", "routes", len(routes), "estate", est != nil, "data_dir", cfg.DataDir)
+	return srv.Run(ctx)
+}
+
+func estateConfig(cfg *config.Config, log *slog.Logger) estate.Config {
+	return estate.Config{
+		DataDir:    cfg.DataDir,
+		Seed:       cfg.Estate.Seed,
+		Customers:  cfg.Estate.Customers,
+		LedgerSync: cfg.Estate.LedgerSync,
+		Logger:     log.With("component", "estate"),
+		Core: core.Config{
+			Workers:       cfg.Estate.Core.Workers,
+			MedianService: cfg.Estate.Core.MedianService,
+			QueueLimit:    cfg.Estate.Core.QueueLimit,
+			LockTimeout:   cfg.Estate.Core.LockTimeout,
+			Seed:          int64(cfg.Estate.Seed),
+		},
+	}
+}
+
+// buildRoutes uses the configured routes, or every estate channel with its
+// own tier when none are configured.
+func buildRoutes(cfg *config.Config, upstreams map[string]http.Handler) ([]gateway.Route, error) {
+	var routes []gateway.Route
+	if len(cfg.Routes) == 0 {
+		up, ok := upstreams["estate"]
+		if !ok {
+			up = upstreams[cfg.Upstreams[0].Name]
+		}
+		for _, c := range estate.Channels() {
+			routes = append(routes, gateway.Route{Name: c.Name, Pattern: c.Pattern, Tier: c.Tier, Upstream: up})
+		}
+		return routes, nil
+	}
+	for _, r := range cfg.Routes {
+		t, err := tier.Parse(r.Tier)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: %w", r.Name, err)
+		}
+		routes = append(routes, gateway.Route{Name: r.Name, Pattern: r.Match, Tier: t, Upstream: upstreams[r.Upstream]})
+	}
+	return routes, nil
+}
+
+// drainDeadline is how long "estate" waits for in-flight requests on stop.
+const drainDeadline = 10 * time.Second
