@@ -21,9 +21,9 @@ type Server struct {
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
 
-	ready     atomic.Bool
-	publicLn  net.Listener
-	opsLn     net.Listener
+	ready    atomic.Bool
+	publicLn net.Listener
+	opsLn    net.Listener
 }
 
 // Listen binds both listeners; after it returns, Addrs reports the bound
