@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rempart/rempart/internal/problem"
+	"github.com/rempart/rempart/internal/request"
 	"github.com/rempart/rempart/internal/telemetry"
 	"github.com/rempart/rempart/internal/tier"
 )
@@ -82,27 +82,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.mux.ServeHTTP(w, r)
 }
 
-// Request context keys are unexported types so no other package collides.
-type ctxKey int
-
-const infoKey ctxKey = 0
-
-// Info is what the gateway knows about a request, available to upstream
-// handlers through FromContext.
-type Info struct {
-	RequestID string
-	Trace     telemetry.TraceContext
-	Route     string
-	Tier      tier.Tier
-}
-
-// FromContext returns the gateway's request info, if the request came
-// through the gateway.
-func FromContext(ctx context.Context) (Info, bool) {
-	i, ok := ctx.Value(infoKey).(Info)
-	return i, ok
-}
-
 // wrap adds ids, trace context, body limit, metrics and one log line per
 // request around a route's upstream.
 func (g *Gateway) wrap(rt Route) http.Handler {
@@ -130,8 +109,8 @@ func (g *Gateway) wrap(rt Route) http.Handler {
 		r.Header.Set("X-Request-Id", id)
 		w.Header().Set("X-Request-Id", id)
 
-		info := Info{RequestID: id, Trace: tc, Route: rt.Name, Tier: rt.Tier}
-		r = r.WithContext(context.WithValue(r.Context(), infoKey, info))
+		info := &request.Info{ID: id, Trace: tc, Route: rt.Name, Tier: rt.Tier, Priority: rt.Tier}
+		r = r.WithContext(request.With(r.Context(), info))
 
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 		if r.ContentLength > g.maxBody {

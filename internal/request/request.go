@@ -1,0 +1,47 @@
+// Package request carries what the gateway has learnt about one request — its
+// route, tier, real client address, session and clearance — as plain values,
+// so the protection mechanisms can act on them without importing the gateway
+// or the identity provider.
+package request
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/rempart/rempart/internal/telemetry"
+	"github.com/rempart/rempart/internal/tier"
+)
+
+// Info describes a request. The gateway creates it; mechanisms earlier in the
+// chain fill in what they establish (the scrubber the real client address and
+// clearance, the token verifier the session) for those later in the chain.
+type Info struct {
+	ID    string                 // request id, echoed as X-Request-Id
+	Trace telemetry.TraceContext // this hop's trace context
+	Route string                 // route name
+	Tier  tier.Tier              // the route's tier
+	// Priority is the tier the request is admitted at: its route's tier, or a
+	// better one (IMPORTANT for a customer holding a session on a NORMAL
+	// route), or a worse one (SHEDDABLE for new logins during a surge).
+	Priority tier.Tier
+	Client   netip.Addr // real client address (trusted proxies resolved)
+	Session  bool       // carries a valid session or access token
+	Subject  string     // the customer, when Session
+	Cleared  bool       // holds a valid device clearance
+	Partner  bool       // arrives from a partner network (cards, ATMs)
+	Deadline time.Time  // the caller's deadline, zero when none was given
+}
+
+type ctxKey struct{}
+
+// With returns a context carrying info.
+func With(ctx context.Context, info *Info) context.Context {
+	return context.WithValue(ctx, ctxKey{}, info)
+}
+
+// From returns the request's info, or nil outside the gateway.
+func From(ctx context.Context) *Info {
+	i, _ := ctx.Value(ctxKey{}).(*Info)
+	return i
+}
