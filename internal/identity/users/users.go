@@ -1,0 +1,214 @@
+package users
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+// Errors of the directory; test with errors.Is.
+var (
+	// ErrNotFound means no customer has the id.
+	ErrNotFound = errors.New("user not found")
+	// ErrBadPassword means the password does not match.
+	ErrBadPassword = errors.New("wrong password")
+)
+
+// User is what the provider needs to know about a customer.
+type User struct {
+	ID    string
+	Name  string
+	Phone string // E.164-ish, where SMS one-time codes go
+	Email string
+}
+
+// Demo customers and their demo passwords, the same three people the
+// estate's README introduces. The passwords are public on purpose.
+var Demo = []struct {
+	User     User
+	Password string
+}{
+	{User{ID: "alice", Name: "Alice Martin", Phone: "+33 6 12 34 56 78", Email: "alice@example.com"}, "alice-demo-2025"},
+	{User{ID: "bruno", Name: "Bruno Lefèvre", Phone: "+33 6 23 45 67 89", Email: "bruno@example.com"}, "bruno-demo-2025"},
+	{User{ID: "camille", Name: "Camille Dubois", Phone: "+33 6 34 56 78 90", Email: "camille@example.com"}, "camille-demo-2025"},
+}
+
+// DerivedPassword is the demo password of a derived customer C%08d: "demo-"
+// followed by the id, e.g. "demo-C00000042".
+func DerivedPassword(id string) string { return "demo-" + id }
+
+// Options configure a Memory directory.
+type Options struct {
+	// Params are the argon2id costs; zero means OWASP.
+	Params Params
+	// Derived is how many derived customers C00000000… exist (0 for none).
+	Derived int
+}
+
+// Memory is the embedded directory: demo customers hashed at start, derived
+// customers hashed on first use (a bounded cache keeps their hashes).
+type Memory struct {
+	params  Params
+	derived int
+	users   map[string]record
+	stuck   atomic.Pointer[chan struct{}]
+
+	mu    sync.Mutex
+	cache map[string]string // derived id -> PHC hash
+}
+
+type record struct {
+	user User
+	hash string
+}
+
+// derivedCacheMax bounds the derived-customer hash cache (about 150 bytes an
+// entry): a credential-stuffing run over the whole population must not grow
+// memory without limit.
+const derivedCacheMax = 100_000
+
+// NewMemory builds the directory, hashing the demo passwords.
+func NewMemory(opts Options) (*Memory, error) {
+	if opts.Params == (Params{}) {
+		opts.Params = OWASP
+	}
+	m := &Memory{params: opts.Params, derived: opts.Derived, users: map[string]record{}, cache: map[string]string{}}
+	for _, d := range Demo {
+		h, err := Hash(d.Password, m.params)
+		if err != nil {
+			return nil, err
+		}
+		m.users[d.User.ID] = record{d.User, h}
+	}
+	return m, nil
+}
+
+// Add stores a customer with a password (for tests and small deployments).
+func (m *Memory) Add(u User, password string) error {
+	h, err := Hash(password, m.params)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.users[u.ID] = record{u, h}
+	return nil
+}
+
+// SetStuck switches the directory stuck (every call waits until its context
+// ends, like a query behind a deadlock) or back to normal.
+func (m *Memory) SetStuck(stuck bool) {
+	if stuck {
+		ch := make(chan struct{})
+		m.stuck.CompareAndSwap(nil, &ch) // already stuck: keep the old channel
+	}
+	if p := m.stuck.Swap(nil); p != nil {
+		close(*p)
+	}
+}
+
+// Stuck reports whether the directory is switched stuck.
+func (m *Memory) Stuck() bool { return m.stuck.Load() != nil }
+
+func (m *Memory) wait(ctx context.Context) error {
+	p := m.stuck.Load()
+	if p == nil {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("user directory: %w", ctx.Err())
+	case <-*p:
+		return nil
+	}
+}
+
+// Lookup returns the customer with the id.
+func (m *Memory) Lookup(ctx context.Context, id string) (User, error) {
+	if err := m.wait(ctx); err != nil {
+		return User{}, err
+	}
+	r, ok := m.find(id)
+	if !ok {
+		return User{}, ErrNotFound
+	}
+	return r.user, nil
+}
+
+// Authenticate checks the customer's password. An unknown id costs one hash
+// like a known one, so timing does not tell which ids exist.
+func (m *Memory) Authenticate(ctx context.Context, id, password string) (User, error) {
+	if err := m.wait(ctx); err != nil {
+		return User{}, err
+	}
+	r, ok := m.find(id)
+	if !ok {
+		_ = HashWithSalt(password, make([]byte, m.params.SaltLen), m.params)
+		return User{}, ErrNotFound
+	}
+	if r.hash == "" {
+		r.hash = m.derivedHash(id)
+	}
+	ok, err := Verify(password, r.hash)
+	if err != nil {
+		return User{}, err
+	}
+	if !ok {
+		return User{}, ErrBadPassword
+	}
+	return r.user, nil
+}
+
+func (m *Memory) find(id string) (record, bool) {
+	m.mu.Lock()
+	r, ok := m.users[id]
+	m.mu.Unlock()
+	if ok {
+		return r, true
+	}
+	n, ok := derivedIndex(id)
+	if !ok || n >= m.derived {
+		return record{}, false
+	}
+	// Derived customers get a placeholder phone built from their number; the
+	// wiring can supply a directory that knows the estate's real ones.
+	return record{user: User{ID: id, Name: "Client " + id[1:], Phone: fmt.Sprintf("+33 7 %08d", n)}}, true
+}
+
+// derivedHash hashes the derived password with a salt derived from the id,
+// so the hash is the same every time and can be cached.
+func (m *Memory) derivedHash(id string) string {
+	m.mu.Lock()
+	h, ok := m.cache[id]
+	m.mu.Unlock()
+	if ok {
+		return h
+	}
+	sum := sha256.Sum256([]byte("rempart derived salt " + id))
+	h = HashWithSalt(DerivedPassword(id), sum[:m.params.SaltLen], m.params)
+	m.mu.Lock()
+	if len(m.cache) >= derivedCacheMax {
+		for k := range m.cache { // evict an arbitrary entry
+			delete(m.cache, k)
+			break
+		}
+	}
+	m.cache[id] = h
+	m.mu.Unlock()
+	return h
+}
+
+func derivedIndex(id string) (int, bool) {
+	if len(id) != 9 || id[0] != 'C' {
+		return 0, false
+	}
+	n, err := strconv.Atoi(id[1:])
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
+}

@@ -1,0 +1,80 @@
+package users
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAuthenticate(t *testing.T) {
+	m, err := NewMemory(Options{Params: Fast, Derived: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, id, pw string
+		want         error
+	}{
+		{"demo", "alice", "alice-demo-2025", nil},
+		{"wrong password", "alice", "alice-demo-2024", ErrBadPassword},
+		{"derived", "C00000042", "demo-C00000042", nil},
+		{"derived wrong", "C00000042", "demo-C00000043", ErrBadPassword},
+		{"derived out of range", "C00000100", "demo-C00000100", ErrNotFound},
+		{"unknown", "mallory", "x", ErrNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u, err := m.Authenticate(ctx, tc.id, tc.pw)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if err == nil && (u.ID != tc.id || u.Phone == "") {
+				t.Fatalf("user = %+v", u)
+			}
+		})
+	}
+}
+
+func TestStuckWaitsForContext(t *testing.T) {
+	m, _ := NewMemory(Options{Params: Fast})
+	m.SetStuck(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := m.Authenticate(ctx, "alice", "alice-demo-2025"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("stuck directory answered: %v", err)
+	}
+	m.SetStuck(false)
+	if _, err := m.Authenticate(context.Background(), "alice", "alice-demo-2025"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHashFormatAndOWASPDefaults(t *testing.T) {
+	h, err := Hash("pw", OWASP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
+		t.Fatalf("hash %q does not carry the OWASP parameters", h)
+	}
+	if ok, err := Verify("pw", h); !ok || err != nil {
+		t.Fatalf("Verify = %v, %v", ok, err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(HashWithSalt("pw", []byte("0123456789abcdef"), Fast))
+	f.Add("$argon2id$v=19$m=99999999,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA")
+	f.Add("$argon2i$v=19$m=1,t=1,p=1$$")
+	f.Fuzz(func(t *testing.T, s string) {
+		p, salt, key, err := Decode(s)
+		if err != nil {
+			return
+		}
+		if p.MemoryKiB > maxMemoryKiB || len(salt) == 0 || len(key) == 0 {
+			t.Fatalf("Decode accepted %q with %+v", s, p)
+		}
+	})
+}
