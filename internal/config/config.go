@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -210,52 +214,97 @@ func Load(path string) (*Config, error) {
 func Parse(name string, data []byte) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(name, err)
+		return nil, yamlError(name, err, fields{})
 	}
-	lines := map[string]int{}
+	f := fields{line: map[string]int{}, value: map[string]*yaml.Node{}}
 	if len(root.Content) > 0 {
-		index(root.Content[0], "", lines)
+		doc := root.Content[0]
+		f.line[""], f.value[""] = doc.Line, doc
+		f.index(doc, "")
 	}
 	c := &Config{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(name, err)
+		return nil, yamlError(name, err, f)
 	}
 	c.setDefaults()
 	if errs := c.validate(); len(errs) > 0 {
 		e := errs[0]
 		e.File = name
-		e.Line = lookupLine(lines, e.Field)
+		e.Line = f.lineOf(e.Field)
 		return nil, e
 	}
 	return c, nil
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
+var (
+	yamlLine     = regexp.MustCompile(`^line (\d+): (.*)$`)
+	unknownField = regexp.MustCompile(`^field (.+) not found in type \S+$`)
+	wrongType    = regexp.MustCompile("^cannot unmarshal (\\S+)(?: `.*`)? into (\\S+)$")
+	duplicateKey = regexp.MustCompile(`^mapping key (".*") already defined at (line \d+)$`)
+)
 
-// yamlError turns a yaml.v3 error into one that starts with file:line.
-func yamlError(name string, err error) error {
+// yamlError turns a yaml.v3 error into one that starts with file:line and,
+// for an unknown field or a value of the wrong type, names the field: yaml.v3
+// reports only a line, so the field is found in f by its line and key or value.
+func yamlError(name string, err error, f fields) error {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n")
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	msg = strings.TrimSpace(strings.SplitN(msg, "\n", 2)[0])
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		e := &Error{File: name, Msg: m[2]}
-		fmt.Sscanf(m[1], "%d", &e.Line)
-		if f := strings.TrimPrefix(m[2], "field "); f != m[2] {
-			if i := strings.Index(f, " not found"); i > 0 {
-				e.Field = f[:i]
-				e.Msg = "unknown field" + f[i+len(" not found"):]
-			}
-		}
-		return e
+	m := yamlLine.FindStringSubmatch(msg)
+	if m == nil {
+		return &Error{File: name, Msg: msg}
 	}
-	return &Error{File: name, Msg: msg}
+	e := &Error{File: name, Msg: m[2]}
+	e.Line, _ = strconv.Atoi(m[1])
+	if u := unknownField.FindStringSubmatch(m[2]); u != nil {
+		e.Field, e.Msg = f.byKey(e.Line, u[1]), "unknown field"
+	} else if d := duplicateKey.FindStringSubmatch(m[2]); d != nil {
+		if key, err := strconv.Unquote(d[1]); err == nil {
+			e.Field, e.Msg = f.byKey(e.Line, key), "already set at "+d[2]
+		}
+	} else if t := wrongType.FindStringSubmatch(m[2]); t != nil {
+		if p, ok := f.byValue(e.Line, t[1], t[2], m[2]); ok {
+			e.Field, e.Line = p, f.lineOf(p)
+			e.Msg = wantType(t[2], f.value[p])
+		}
+	}
+	return e
 }
 
-// index records the line of every field path, e.g. "routes[2].tier".
-func index(n *yaml.Node, prefix string, out map[string]int) {
+// wantType says what a field of Go type goType accepts, in the user's terms.
+func wantType(goType string, n *yaml.Node) string {
+	var want string
+	switch {
+	case goType == "time.Duration":
+		want = "a duration such as 250ms, 15s or 2m"
+	case goType == "bool":
+		want = "true or false"
+	case goType == "string":
+		want = "a string"
+	case strings.HasPrefix(goType, "int") || strings.HasPrefix(goType, "uint"):
+		want = "an integer"
+	case strings.HasPrefix(goType, "[]"):
+		want = "a list"
+	default:
+		want = "a mapping"
+	}
+	if n != nil && n.Kind == yaml.ScalarNode {
+		return fmt.Sprintf("%q must be %s", n.Value, want)
+	}
+	return "must be " + want
+}
+
+// fields locates every field path of a document, e.g. "routes[2].tier":
+// the line of its key (of the item, in a list) and its value node.
+type fields struct {
+	line  map[string]int
+	value map[string]*yaml.Node
+}
+
+func (f fields) index(n *yaml.Node, prefix string) {
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -264,32 +313,128 @@ func index(n *yaml.Node, prefix string, out map[string]int) {
 			if prefix != "" {
 				p = prefix + "." + k.Value
 			}
-			out[p] = k.Line
-			index(v, p, out)
+			f.line[p], f.value[p] = k.Line, v
+			f.index(v, p)
 		}
 	case yaml.SequenceNode:
 		for i, v := range n.Content {
 			p := fmt.Sprintf("%s[%d]", prefix, i)
-			out[p] = v.Line
-			index(v, p, out)
+			f.line[p], f.value[p] = v.Line, v
+			f.index(v, p)
 		}
 	}
 }
 
-// lookupLine finds the line of a field, or of its nearest parent that is in
-// the file (a missing field is reported where its parent is).
-func lookupLine(lines map[string]int, field string) int {
-	for p := field; p != ""; {
-		if l, ok := lines[p]; ok {
+// lineOf finds the line of a field, or of its nearest parent that is in the
+// file (a missing field is reported where its parent is, a missing top-level
+// field where the document starts).
+func (f fields) lineOf(field string) int {
+	for p := field; ; {
+		if l, ok := f.line[p]; ok {
 			return l
 		}
-		i := strings.LastIndexAny(p, ".[")
-		if i < 0 {
-			break
+		if p == "" {
+			return 0
 		}
-		p = p[:i]
+		if i := strings.LastIndexAny(p, ".["); i >= 0 {
+			p = p[:i]
+		} else {
+			p = ""
+		}
 	}
-	return 0
+}
+
+// byKey finds the path of the key named key on line. It falls back to the
+// bare key.
+func (f fields) byKey(line int, key string) string {
+	for _, p := range f.paths() {
+		if f.line[p] == line && (p == key || strings.HasSuffix(p, "."+key)) {
+			return p
+		}
+	}
+	return key
+}
+
+// byValue finds the path yaml.v3 reported in msg: a field decoding into
+// goType whose value is a node of the tag's kind on line and, for a scalar,
+// is quoted in msg the way yaml.v3 quotes it.
+func (f fields) byValue(line int, tag, goType, msg string) (string, bool) {
+	for _, p := range f.paths() {
+		v := f.value[p]
+		for v.Kind == yaml.AliasNode && v.Alias != nil {
+			v = v.Alias
+		}
+		if v.Line != line {
+			continue
+		}
+		// yaml.v3 names the pointed-to type of a pointer field.
+		if t := typeAt(p); t == nil || strings.TrimPrefix(t.String(), "*") != goType {
+			continue
+		}
+		switch v.Kind {
+		case yaml.SequenceNode, yaml.MappingNode:
+			if tag == "!!seq" && v.Kind == yaml.SequenceNode || tag == "!!map" && v.Kind == yaml.MappingNode {
+				return p, true
+			}
+		case yaml.ScalarNode:
+			s := v.Value
+			if len(s) > 10 {
+				s = s[:7] + "..."
+			}
+			if strings.Contains(msg, " `"+s+"` into ") {
+				return p, true
+			}
+		}
+	}
+	return "", false
+}
+
+// typeAt returns the Go type that the field at path decodes into, or nil
+// when path names no field of Config.
+func typeAt(path string) reflect.Type {
+	t := reflect.TypeFor[Config]()
+	for path != "" {
+		if path[0] == '[' {
+			i := strings.IndexByte(path, ']')
+			if i < 0 || t.Kind() != reflect.Slice {
+				return nil
+			}
+			t, path = t.Elem(), path[i+1:]
+			continue
+		}
+		path = strings.TrimPrefix(path, ".")
+		end := strings.IndexAny(path, ".[")
+		if end < 0 {
+			end = len(path)
+		}
+		name := path[:end]
+		path = path[end:]
+		if t.Kind() != reflect.Struct {
+			return nil
+		}
+		found := false
+		for i := range t.NumField() {
+			if sf := t.Field(i); sf.Tag.Get("yaml") == name {
+				t, found = sf.Type, true
+				break
+			}
+		}
+		if !found {
+			return nil
+		}
+	}
+	return t
+}
+
+// paths lists the field paths in a stable order, so that an ambiguous line
+// (flow style puts many fields on one) resolves the same way every time.
+func (f fields) paths() []string {
+	ps := make([]string, 0, len(f.line))
+	for p := range f.line {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	return ps
 }
 
 var routeName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -300,8 +445,10 @@ func (c *Config) validate() []*Error {
 		errs = append(errs, &Error{Field: field, Msg: fmt.Sprintf(format, args...)})
 	}
 	for _, f := range []struct{ field, addr string }{{"listen", c.Listen}, {"ops_listen", c.OpsListen}} {
-		if _, _, err := net.SplitHostPort(f.addr); err != nil {
+		if _, port, err := net.SplitHostPort(f.addr); err != nil {
 			bad(f.field, "%q is not host:port", f.addr)
+		} else if _, err := net.LookupPort("tcp", port); err != nil {
+			bad(f.field, "%q has no valid port", f.addr)
 		}
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
@@ -346,7 +493,11 @@ func (c *Config) validate() []*Error {
 			bad(p+".name", "duplicate upstream %q", u.Name)
 		}
 		ups[u.Name] = true
-		if u.URL != InProcess {
+		if u.URL == InProcess {
+			if !c.EstateEnabled() {
+				bad(p+".url", "%q needs the estate, but estate.enabled is false", InProcess)
+			}
+		} else {
 			pu, err := url.Parse(u.URL)
 			if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 				bad(p+".url", "%q must be an http(s) URL or %q", u.URL, InProcess)
@@ -362,7 +513,8 @@ func (c *Config) validate() []*Error {
 		bad("routes", "is required when the in-process estate is disabled")
 	}
 	names := map[string]bool{}
-	patterns := map[string]bool{}
+	patterns := map[string]int{}
+	probe := newMuxProbe()
 	for i, r := range c.Routes {
 		p := fmt.Sprintf("routes[%d]", i)
 		switch {
@@ -372,12 +524,22 @@ func (c *Config) validate() []*Error {
 			bad(p+".name", "duplicate route %q", r.Name)
 		}
 		names[r.Name] = true
-		if err := checkPattern(r.Match); err != nil {
+		if j, dup := patterns[r.Match]; dup {
+			bad(p+".match", "duplicate pattern %q, also routes[%d].match", r.Match, j)
+		} else if err := checkPattern(newMuxProbe(), r.Match); err != nil {
 			bad(p+".match", "%v", err)
-		} else if patterns[r.Match] {
-			bad(p+".match", "duplicate pattern %q", r.Match)
+		} else if err := checkPattern(probe, r.Match); err != nil {
+			// Valid alone, so it conflicts with an earlier route: name it.
+			j := slices.IndexFunc(c.Routes[:i], func(o Route) bool { return conflict(o.Match, r.Match) })
+			if j >= 0 {
+				bad(p+".match", "%q conflicts with routes[%d].match %q", r.Match, j, c.Routes[j].Match)
+			} else {
+				bad(p+".match", "%v", err)
+			}
 		}
-		patterns[r.Match] = true
+		if _, dup := patterns[r.Match]; !dup {
+			patterns[r.Match] = i
+		}
 		if _, err := tier.Parse(r.Tier); err != nil {
 			bad(p+".tier", "%v", err)
 		}
@@ -388,17 +550,28 @@ func (c *Config) validate() []*Error {
 	return errs
 }
 
-// checkPattern refuses patterns ServeMux would panic on.
-func checkPattern(p string) (err error) {
+// checkPattern registers p on mux, refusing what ServeMux would panic on: a
+// bad pattern, or one that conflicts with a pattern already on mux.
+func checkPattern(mux *http.ServeMux, p string) (err error) {
 	if strings.TrimSpace(p) == "" {
 		return errors.New("is required")
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%q is not a valid pattern: %v", p, r)
+			// ServeMux's message repeats the pattern and, for a conflict,
+			// explains it over several lines; keep the first line's reason.
+			msg, _, _ := strings.Cut(fmt.Sprint(r), "\n")
+			msg = strings.TrimPrefix(msg, fmt.Sprintf("parsing %q: ", p))
+			err = fmt.Errorf("%q is not a valid pattern: %s", p, msg)
 		}
 	}()
-	mux := newMuxProbe()
 	mux.Handle(p, nopHandler{})
 	return nil
+}
+
+// conflict reports whether a is a valid pattern that b cannot be registered
+// beside.
+func conflict(a, b string) bool {
+	mux := newMuxProbe()
+	return checkPattern(mux, a) == nil && checkPattern(mux, b) != nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -59,7 +60,9 @@ func New(routes []Route, opts Options) (*Gateway, error) {
 		g.metrics.Duration.WithLabelValues(r.Name, r.Tier.String())
 	}
 	unmatched := Route{Name: "unmatched", Tier: tier.Sheddable, Upstream: http.HandlerFunc(notFound)}
-	g.mux.Handle("/", g.wrap(unmatched))
+	// A route of its own on "/" (or "/{path...}") already answers every
+	// request no other route takes; registering beside it would panic.
+	_ = register(g.mux, "/", g.wrap(unmatched))
 	return g, nil
 }
 
@@ -113,6 +116,7 @@ func (g *Gateway) wrap(rt Route) http.Handler {
 		r = r.WithContext(request.With(r.Context(), info))
 
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		var abort any
 		if r.ContentLength > g.maxBody {
 			problem.Write(rec, problem.New(http.StatusRequestEntityTooLarge, "body-too-large",
 				fmt.Sprintf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, g.maxBody)))
@@ -120,14 +124,14 @@ func (g *Gateway) wrap(rt Route) http.Handler {
 			if r.Body != nil {
 				r.Body = http.MaxBytesReader(rec, r.Body, g.maxBody)
 			}
-			serve(rt.Upstream, rec, r)
+			abort = g.serve(rt.Upstream, rec, r)
 		}
 
 		elapsed := time.Since(start)
 		duration.Observe(elapsed.Seconds())
 		g.metrics.Requests.WithLabelValues(rt.Name, tierName, strconv.Itoa(rec.status)).Inc()
 		level := slog.LevelInfo
-		if rec.status >= 500 {
+		if rec.status >= 500 || abort != nil {
 			level = slog.LevelWarn
 		}
 		g.log.LogAttrs(r.Context(), level, "request",
@@ -140,24 +144,45 @@ func (g *Gateway) wrap(rt Route) http.Handler {
 			slog.Int("status", rec.status),
 			slog.Int64("bytes", rec.bytes),
 			slog.Duration("duration", elapsed),
+			slog.Bool("aborted", abort != nil),
 		)
+		if abort != nil {
+			panic(abort)
+		}
 	})
 }
 
-// serve runs the upstream and turns a panic into a 500 problem rather than a
-// dropped connection, so one bad request cannot take the listener down.
-func serve(h http.Handler, w *recorder, r *http.Request) {
+// serve runs the upstream and turns a panic into a logged 500 problem rather
+// than a dropped connection, so one bad request cannot take the listener down.
+// When the response has already started, or the upstream aborted it on
+// purpose (http.ErrAbortHandler, as httputil.ReverseProxy does when an
+// upstream's body breaks off), a problem can no longer be sent: serve returns
+// http.ErrAbortHandler for the caller to re-raise once the request is counted
+// and logged, so the client sees a broken response, not a truncated one that
+// looks complete.
+func (g *Gateway) serve(h http.Handler, w *recorder, r *http.Request) (abort any) {
 	defer func() {
-		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler {
-				panic(p)
-			}
-			if !w.wrote {
-				problem.Error(w, http.StatusInternalServerError, "internal", "internal error")
-			}
+		p := recover()
+		if p == nil {
+			return
 		}
+		if p != http.ErrAbortHandler {
+			g.log.LogAttrs(r.Context(), slog.LevelError, "upstream panic",
+				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+		}
+		if p == http.ErrAbortHandler || w.wrote {
+			abort = http.ErrAbortHandler
+			return
+		}
+		// Drop what the upstream meant to send with its own body.
+		hdr := w.Header()
+		id := hdr.Get("X-Request-Id")
+		clear(hdr)
+		hdr.Set("X-Request-Id", id)
+		problem.Error(w, http.StatusInternalServerError, "internal", "internal error")
 	}()
 	h.ServeHTTP(w, r)
+	return nil
 }
 
 // recorder captures the status and size of a response.

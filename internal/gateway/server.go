@@ -114,7 +114,9 @@ func (s *Server) Run(ctx context.Context) error {
 		s.Logger.Warn("drain deadline passed; closing remaining connections", "err", err)
 		pub.Close()
 	}
-	opsSrv.Shutdown(dctx)
+	if opsSrv.Shutdown(dctx) != nil {
+		opsSrv.Close()
+	}
 	s.Logger.Info("stopped")
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("drain: %w", err)

@@ -58,6 +58,10 @@ func (d *Details) Error() string {
 	return d.Detail
 }
 
+// standard are the members Details defines: an extension member may not take
+// their names even when they are empty and so left out of the document.
+var standard = map[string]bool{"type": true, "title": true, "status": true, "detail": true, "instance": true, "field": true}
+
 // MarshalJSON flattens Extra into the document.
 func (d *Details) MarshalJSON() ([]byte, error) {
 	type plain Details
@@ -70,15 +74,22 @@ func (d *Details) MarshalJSON() ([]byte, error) {
 		return nil, err
 	}
 	for k, v := range d.Extra {
-		if _, taken := m[k]; !taken {
+		if !standard[k] {
 			m[k] = v
 		}
 	}
 	return json.Marshal(m)
 }
 
-// Write sends the problem as the response.
+// Write sends the problem as the response. A status that cannot end a
+// response (none, 1xx, out of range) is sent as 500: WriteHeader would panic
+// on the first and the others would not be a final answer.
 func Write(w http.ResponseWriter, d *Details) {
+	if d.Status < 200 || d.Status > 999 {
+		c := *d
+		c.Status, c.Title = http.StatusInternalServerError, http.StatusText(http.StatusInternalServerError)
+		d = &c
+	}
 	b, err := json.Marshal(d)
 	if err != nil {
 		b = []byte(`{"title":"Internal Server Error","status":500}`)

@@ -5,6 +5,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,6 +59,15 @@ func WithTimeout(h http.Handler, timeout time.Duration) http.Handler {
 }
 
 func writeUpstreamError(w http.ResponseWriter, err error) {
+	// A body over the gateway's limit is only found out while it is being
+	// forwarded (when it came without a length): the caller's fault, not the
+	// upstream's.
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		problem.Error(w, http.StatusRequestEntityTooLarge, "body-too-large",
+			fmt.Sprintf("request body exceeds the limit of %d bytes", tooLarge.Limit))
+		return
+	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		problem.Error(w, http.StatusGatewayTimeout, "upstream-timeout", "the upstream did not answer in time")
