@@ -556,6 +556,15 @@ func checkPattern(mux *http.ServeMux, p string) (err error) {
 	if strings.TrimSpace(p) == "" {
 		return errors.New("is required")
 	}
+	// ServeMux reads "POST v1/cards" as host "v1" and path "/cards": a route
+	// that silently never matches. rempart routes by path only.
+	path := p
+	if _, rest, ok := strings.Cut(p, " "); ok {
+		path = strings.TrimLeft(rest, " \t")
+	}
+	if !strings.HasPrefix(path, "/") {
+		return fmt.Errorf("%q must be [METHOD ]/path (the path starts with /; host patterns are not supported)", p)
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			// ServeMux's message repeats the pattern and, for a conflict,
