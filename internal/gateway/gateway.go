@@ -27,14 +27,24 @@ type Options struct {
 	Logger       *slog.Logger
 	Metrics      *telemetry.Metrics
 	MaxBodyBytes int64
+	// Observers see every answered request (the status page learns each
+	// channel's health from them). They run on the request goroutine after
+	// the response is written, so they must be cheap.
+	Observers []Observer
+}
+
+// Observer is told how each request ended.
+type Observer interface {
+	ObserveRequest(info *request.Info, status int, header http.Header, elapsed time.Duration)
 }
 
 // Gateway routes requests to upstreams. It is an http.Handler.
 type Gateway struct {
-	mux     *http.ServeMux
-	log     *slog.Logger
-	metrics *telemetry.Metrics
-	maxBody int64
+	mux       *http.ServeMux
+	log       *slog.Logger
+	metrics   *telemetry.Metrics
+	maxBody   int64
+	observers []Observer
 }
 
 // New builds a gateway from its routing table.
@@ -48,7 +58,7 @@ func New(routes []Route, opts Options) (*Gateway, error) {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 64 << 10
 	}
-	g := &Gateway{mux: http.NewServeMux(), log: opts.Logger, metrics: opts.Metrics, maxBody: opts.MaxBodyBytes}
+	g := &Gateway{mux: http.NewServeMux(), log: opts.Logger, metrics: opts.Metrics, maxBody: opts.MaxBodyBytes, observers: opts.Observers}
 	for _, r := range routes {
 		if r.Upstream == nil {
 			return nil, fmt.Errorf("route %s: no upstream", r.Name)
@@ -129,6 +139,9 @@ func (g *Gateway) wrap(rt Route) http.Handler {
 
 		elapsed := time.Since(start)
 		duration.Observe(elapsed.Seconds())
+		for _, o := range g.observers {
+			o.ObserveRequest(info, rec.status, rec.Header(), elapsed)
+		}
 		g.metrics.Requests.WithLabelValues(rt.Name, tierName, strconv.Itoa(rec.status)).Inc()
 		level := slog.LevelInfo
 		if rec.status >= 500 || abort != nil {
