@@ -1,0 +1,212 @@
+package identity
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/rempart/rempart/internal/identity/users"
+)
+
+// authRequest is one authorization request and the login that answers it.
+// Logins in progress live only in memory: a restart loses them, and the
+// customer simply starts again, whereas grants live in the session store.
+type authRequest struct {
+	id           string
+	clientID     string
+	redirectURI  string
+	scopes       []string
+	state, nonce string
+	responseType oidc.ResponseType
+	responseMode oidc.ResponseMode
+	challenge    *oidc.CodeChallenge
+	created      time.Time
+	lang         string
+
+	// flow binds the login to the browser that started it (a cookie of the
+	// same value), so nobody can finish someone else's login.
+	flow string
+	// user is set once the password is right.
+	user *users.User
+	// device is whether the password step came with a valid device cookie.
+	device      bool
+	otpHash     [32]byte
+	otpExpiry   time.Time
+	otpAttempts int
+
+	done     bool
+	subject  string
+	authTime time.Time
+	amr      []string
+	profile  map[string]string
+	// grant is the id of the grant a code exchange will create, decided at
+	// login so a replayed code can revoke what the first exchange issued.
+	grant string
+}
+
+var _ op.AuthRequest = (*authRequest)(nil)
+
+func (a *authRequest) GetID() string                         { return a.id }
+func (a *authRequest) GetACR() string                        { return "" }
+func (a *authRequest) GetAMR() []string                      { return a.amr }
+func (a *authRequest) GetAudience() []string                 { return []string{a.clientID} }
+func (a *authRequest) GetAuthTime() time.Time                { return a.authTime }
+func (a *authRequest) GetClientID() string                   { return a.clientID }
+func (a *authRequest) GetCodeChallenge() *oidc.CodeChallenge { return a.challenge }
+func (a *authRequest) GetNonce() string                      { return a.nonce }
+func (a *authRequest) GetRedirectURI() string                { return a.redirectURI }
+func (a *authRequest) GetResponseType() oidc.ResponseType    { return a.responseType }
+func (a *authRequest) GetResponseMode() oidc.ResponseMode    { return a.responseMode }
+func (a *authRequest) GetScopes() []string                   { return a.scopes }
+func (a *authRequest) GetState() string                      { return a.state }
+func (a *authRequest) GetSubject() string                    { return a.subject }
+func (a *authRequest) Done() bool                            { return a.done }
+
+// Errors of the pending-login table.
+var (
+	errUnknownRequest = errors.New("unknown or expired authorization request")
+	errCodeReplayed   = errors.New("authorization code already used")
+	errTooManyLogins  = errors.New("too many logins in progress")
+)
+
+// pendingTTL is how long a login may take from the authorization request to
+// the code exchange; codes die with their request.
+const pendingTTL = 10 * time.Minute
+
+// pending holds logins in progress and their codes.
+type pending struct {
+	now  func() time.Time
+	max  int
+	mu   sync.Mutex
+	reqs map[string]*authRequest
+	// codes maps a live code to its request; used maps a spent code to the
+	// grant its exchange created, until the request would have expired.
+	codes map[string]string
+	used  map[string]usedCode
+	adds  int
+}
+
+type usedCode struct {
+	grant   string
+	expires time.Time
+}
+
+func newPending(now func() time.Time, max int) *pending {
+	return &pending{now: now, max: max, reqs: map[string]*authRequest{}, codes: map[string]string{}, used: map[string]usedCode{}}
+}
+
+func (p *pending) add(a *authRequest) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.adds++
+	if p.adds%256 == 0 || len(p.reqs) >= p.max {
+		p.sweep()
+	}
+	if len(p.reqs) >= p.max {
+		return errTooManyLogins
+	}
+	p.reqs[a.id] = a
+	return nil
+}
+
+// sweep drops expired entries; the caller holds mu.
+func (p *pending) sweep() {
+	now := p.now()
+	for id, a := range p.reqs {
+		if now.Sub(a.created) > pendingTTL {
+			delete(p.reqs, id)
+		}
+	}
+	for c, id := range p.codes {
+		if _, ok := p.reqs[id]; !ok {
+			delete(p.codes, c)
+		}
+	}
+	for c, u := range p.used {
+		if now.After(u.expires) {
+			delete(p.used, c)
+		}
+	}
+}
+
+// get returns a copy of the request, safe to hand to op.
+func (p *pending) get(id string) (*authRequest, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a, ok := p.reqs[id]
+	if !ok || p.now().Sub(a.created) > pendingTTL {
+		return nil, errUnknownRequest
+	}
+	c := *a
+	return &c, nil
+}
+
+// update applies f to the stored request under the lock.
+func (p *pending) update(id string, f func(a *authRequest) error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a, ok := p.reqs[id]
+	if !ok || p.now().Sub(a.created) > pendingTTL {
+		return errUnknownRequest
+	}
+	return f(a)
+}
+
+func (p *pending) saveCode(id, code string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.reqs[id]; !ok {
+		return errUnknownRequest
+	}
+	p.codes[code] = id
+	return nil
+}
+
+// redeem spends a code: the first call returns its request, every later one
+// errCodeReplayed together with the grant the first exchange created, so the
+// caller can revoke it (RFC 6749, section 4.1.2).
+func (p *pending) redeem(code string) (*authRequest, string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if u, ok := p.used[code]; ok {
+		return nil, u.grant, errCodeReplayed
+	}
+	id, ok := p.codes[code]
+	if !ok {
+		return nil, "", errUnknownRequest
+	}
+	delete(p.codes, code)
+	a, ok := p.reqs[id]
+	if !ok || !a.done {
+		return nil, "", errUnknownRequest
+	}
+	p.used[code] = usedCode{grant: a.grant, expires: a.created.Add(pendingTTL)}
+	c := *a
+	return &c, "", nil
+}
+
+func (p *pending) remove(id string) {
+	p.mu.Lock()
+	delete(p.reqs, id)
+	p.mu.Unlock()
+}
+
+// checkOTP compares a code with the stored hash in constant time.
+func (a *authRequest) checkOTP(code string) bool {
+	sum := sha256.Sum256([]byte(a.id + "\x00" + code))
+	return subtle.ConstantTimeCompare(sum[:], a.otpHash[:]) == 1
+}
+
+func (a *authRequest) setOTP(code string, expiry time.Time) {
+	a.otpHash = sha256.Sum256([]byte(a.id + "\x00" + code))
+	a.otpExpiry = expiry
+	a.otpAttempts = 0
+}
+
+func cloneStrings(s []string) []string { return slices.Clone(s) }

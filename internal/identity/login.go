@@ -1,0 +1,432 @@
+package identity
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/text/language"
+
+	"github.com/rempart/rempart/internal/identity/users"
+	"github.com/rempart/rempart/internal/request"
+	"github.com/rempart/rempart/internal/session"
+)
+
+// Cookies of the login flow.
+const (
+	flowCookie    = "rempart_flow" // binds a login to the browser that started it
+	browserCookie = "rempart_sso"  // a browser session: later logins skip the form
+)
+
+// Routes reported to the LoginObserver.
+const (
+	RouteLoginPassword = "login-password"
+	RouteLoginOTP      = "login-otp"
+)
+
+// maxOTPAttempts is how many wrong codes one login tolerates before the
+// customer has to start again with the password.
+const maxOTPAttempts = 5
+
+var langMatcher = language.NewMatcher([]language.Tag{language.French, language.English})
+
+// pickLang chooses French or English: an explicit ?lang= or form field, then
+// the app's ui_locales, then Accept-Language; French when nothing says.
+func pickLang(r *http.Request, uiLocale string) string {
+	if l := r.FormValue("lang"); l == "fr" || l == "en" {
+		return l
+	}
+	prefs := []string{uiLocale, r.Header.Get("Accept-Language")}
+	for _, p := range prefs {
+		if p == "" {
+			continue
+		}
+		tags, _, err := language.ParseAcceptLanguage(p)
+		if err != nil || len(tags) == 0 {
+			continue
+		}
+		_, i, conf := langMatcher.Match(tags...)
+		if conf > language.No {
+			return []string{"fr", "en"}[i]
+		}
+	}
+	return "fr"
+}
+
+var messages = map[string]map[string]string{
+	"fr": {
+		"title":      "Connexion à votre banque",
+		"user":       "Identifiant client",
+		"password":   "Mot de passe",
+		"continue":   "Continuer",
+		"otp":        "Code reçu par SMS",
+		"otp_hint":   "Nous avons envoyé un code à 6 chiffres au %s.",
+		"verify":     "Valider",
+		"bad_creds":  "Identifiant ou mot de passe incorrect.",
+		"bad_otp":    "Code incorrect ou expiré.",
+		"too_many":   "Trop d'essais. Recommencez avec votre mot de passe.",
+		"throttled":  "Trop de tentatives pour ce compte. Réessayez dans %d secondes.",
+		"busy":       "Le service de connexion est très sollicité. Votre place est gardée : réessayez dans %d secondes. Les paiements par carte et les retraits restent disponibles.",
+		"expired":    "Cette demande de connexion a expiré. Retournez dans l'application pour recommencer.",
+		"sms":        "Code de connexion : %s. Ne le communiquez jamais, votre banque ne vous le demandera pas.",
+		"other_lang": "English",
+		"other_code": "en",
+		"skip":       "Aller au formulaire",
+	},
+	"en": {
+		"title":      "Log in to your bank",
+		"user":       "Customer ID",
+		"password":   "Password",
+		"continue":   "Continue",
+		"otp":        "Code received by text message",
+		"otp_hint":   "We sent a 6-digit code to %s.",
+		"verify":     "Verify",
+		"bad_creds":  "Wrong customer ID or password.",
+		"bad_otp":    "Wrong or expired code.",
+		"too_many":   "Too many attempts. Start again with your password.",
+		"throttled":  "Too many attempts on this account. Try again in %d seconds.",
+		"busy":       "The login service is very busy. Your place is kept: try again in %d seconds. Card payments and cash withdrawals still work.",
+		"expired":    "This login request has expired. Go back to the app to start again.",
+		"sms":        "Login code: %s. Never share it; your bank will never ask for it.",
+		"other_lang": "Français",
+		"other_code": "fr",
+		"skip":       "Skip to the form",
+	},
+}
+
+type pageData struct {
+	Lang, Step, ID, Error, Hint, User string
+	T                                 map[string]string
+	OtherLink                         string
+}
+
+var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
+<html lang="{{.Lang}}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.T.title}}</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:28rem;margin:2rem auto;padding:0 1rem;line-height:1.5}
+label{display:block;margin-top:1rem;font-weight:600}
+input{font-size:1.1rem;padding:.5rem;width:100%;box-sizing:border-box}
+button{margin-top:1.5rem;font-size:1.1rem;padding:.6rem 1.2rem}
+.error{color:#a00000;border-left:4px solid #a00000;padding-left:.5rem}
+:focus{outline:3px solid #1a5fb4;outline-offset:2px}
+</style>
+</head>
+<body>
+<a href="#main">{{.T.skip}}</a>
+<main id="main">
+<h1>{{.T.title}}</h1>
+<p><a href="{{.OtherLink}}" lang="{{.T.other_code}}" hreflang="{{.T.other_code}}">{{.T.other_lang}}</a></p>
+{{if .Error}}<p class="error" role="alert" id="err">{{.Error}}</p>{{end}}
+{{if eq .Step "password"}}
+<form method="post" action="/login/password">
+<input type="hidden" name="id" value="{{.ID}}">
+<input type="hidden" name="lang" value="{{.Lang}}">
+<label for="username">{{.T.user}}</label>
+<input id="username" name="username" autocomplete="username" required value="{{.User}}"{{if .Error}} aria-describedby="err"{{end}}>
+<label for="password">{{.T.password}}</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">{{.T.continue}}</button>
+</form>
+{{else if eq .Step "otp"}}
+<form method="post" action="/login/otp">
+<input type="hidden" name="id" value="{{.ID}}">
+<input type="hidden" name="lang" value="{{.Lang}}">
+<p id="hint">{{.Hint}}</p>
+<label for="code">{{.T.otp}}</label>
+<input id="code" name="code" inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code" required aria-describedby="hint">
+<button type="submit">{{.T.verify}}</button>
+</form>
+{{end}}
+</main>
+</body>
+</html>
+`))
+
+func (p *Provider) render(w http.ResponseWriter, status int, d pageData) {
+	d.T = messages[d.Lang]
+	q := url.Values{"id": {d.ID}, "lang": {d.T["other_code"]}}
+	d.OtherLink = PathLogin + "?" + q.Encode()
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.WriteHeader(status)
+	_ = loginTmpl.Execute(w, d)
+}
+
+func (p *Provider) expired(w http.ResponseWriter, lang string) {
+	p.render(w, http.StatusBadRequest, pageData{Lang: lang, Step: "none", Error: messages[lang]["expired"]})
+}
+
+// clientAddr is the real client address the gateway established, or the
+// connection's peer outside the gateway.
+func clientAddr(r *http.Request) netip.Addr {
+	if info := request.From(r.Context()); info != nil && info.Client.IsValid() {
+		return info.Client
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
+	id := r.FormValue("id")
+	a, err := p.pending.get(id)
+	if err != nil {
+		p.expired(w, pickLang(r, ""))
+		return
+	}
+	lang := pickLang(r, a.lang)
+	// A live browser session finishes the login without the form.
+	if c, err := r.Cookie(browserCookie); err == nil && len(c.Value) < 64 {
+		if s, err := p.sessions.Get(r.Context(), browserPrefix+c.Value); err == nil {
+			if p.finishFromSession(r.Context(), id, s) == nil {
+				http.Redirect(w, r, PathAuthorize+"/callback?id="+url.QueryEscape(id), http.StatusSeeOther)
+				return
+			}
+		}
+	}
+	http.SetCookie(w, &http.Cookie{Name: flowCookie, Value: a.flow, Path: PathLogin, HttpOnly: true,
+		SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(p.cfg.Issuer, "https://")})
+	step := "password"
+	if a.user != nil {
+		step = "otp"
+	}
+	p.render(w, http.StatusOK, pageData{Lang: lang, Step: step, ID: id, Hint: otpHint(lang, a.user)})
+}
+
+func otpHint(lang string, u *users.User) string {
+	if u == nil {
+		return ""
+	}
+	return fmt.Sprintf(messages[lang]["otp_hint"], maskPhone(u.Phone))
+}
+
+// maskPhone shows only the last two digits.
+func maskPhone(ph string) string {
+	digits := 0
+	for _, c := range ph {
+		if c >= '0' && c <= '9' {
+			digits++
+		}
+	}
+	var b strings.Builder
+	seen := 0
+	for _, c := range ph {
+		if c >= '0' && c <= '9' {
+			seen++
+			if seen <= digits-2 && seen > 2 {
+				b.WriteByte('*')
+				continue
+			}
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// checkFlow loads the login and checks it belongs to this browser.
+func (p *Provider) checkFlow(r *http.Request) (*authRequest, bool) {
+	a, err := p.pending.get(r.FormValue("id"))
+	if err != nil {
+		return nil, false
+	}
+	c, err := r.Cookie(flowCookie)
+	if err != nil || subtle.ConstantTimeCompare([]byte(c.Value), []byte(a.flow)) != 1 {
+		return nil, false
+	}
+	return a, true
+}
+
+func (p *Provider) loginPassword(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	a, ok := p.checkFlow(r)
+	if !ok {
+		p.expired(w, pickLang(r, ""))
+		return
+	}
+	lang := pickLang(r, a.lang)
+	t := messages[lang]
+	account := strings.TrimSpace(r.FormValue("username"))
+	password := r.FormValue("password")
+	addr := clientAddr(r)
+	device := account != "" && p.VerifyDeviceCookie(r, account)
+	page := pageData{Lang: lang, Step: "password", ID: a.id, User: account}
+	if account == "" || len(account) > 64 || password == "" || len(password) > 1024 {
+		page.Error = t["bad_creds"]
+		p.render(w, http.StatusUnauthorized, page)
+		return
+	}
+	if p.cfg.Limiter != nil {
+		if ok, wait := p.cfg.Limiter.AllowLogin(account, addr, device); !ok {
+			p.observe(RouteLoginPassword, addr, account, false, device)
+			secs := max(1, int(wait.Round(time.Second)/time.Second))
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			page.Error = fmt.Sprintf(t["throttled"], secs)
+			p.render(w, http.StatusTooManyRequests, page)
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.LoginTimeout)
+	defer cancel()
+	u, err := p.users.Authenticate(ctx, account, password)
+	switch {
+	case errors.Is(err, users.ErrNotFound), errors.Is(err, users.ErrBadPassword):
+		p.observe(RouteLoginPassword, addr, account, false, device)
+		p.log.InfoContext(r.Context(), "login refused", slog.String("account", account), slog.String("client", addr.String()), slog.Bool("device", device))
+		page.Error = t["bad_creds"]
+		p.render(w, http.StatusUnauthorized, page)
+		return
+	case err != nil:
+		// The directory is stuck or failing: this new login waits, with an
+		// honest estimate, while customers holding sessions carry on.
+		p.log.WarnContext(r.Context(), "user directory unavailable for login", slog.String("account", account), slog.Any("err", err))
+		secs := 30
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		page.Error = fmt.Sprintf(t["busy"], secs)
+		p.render(w, http.StatusServiceUnavailable, page)
+		return
+	}
+	p.observe(RouteLoginPassword, addr, account, true, device)
+	code := newOTP()
+	err = p.pending.update(a.id, func(s *authRequest) error {
+		uu := u
+		s.user, s.device = &uu, device
+		s.setOTP(code, p.cfg.Now().Add(p.cfg.OTPTTL))
+		return nil
+	})
+	if err != nil {
+		p.expired(w, lang)
+		return
+	}
+	if p.cfg.SMS != nil {
+		if err := p.cfg.SMS.Send(r.Context(), u.Phone, fmt.Sprintf(t["sms"], code)); err != nil {
+			p.log.ErrorContext(r.Context(), "send login code", slog.String("account", account), slog.Any("err", err))
+		}
+	} else {
+		p.log.WarnContext(r.Context(), "no SMS sender configured; login code dropped", slog.String("account", account))
+	}
+	p.render(w, http.StatusOK, pageData{Lang: lang, Step: "otp", ID: a.id, Hint: otpHint(lang, &u)})
+}
+
+func newOTP() string {
+	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
+	if err != nil {
+		panic(err)
+	}
+	return fmt.Sprintf("%06d", n.Int64())
+}
+
+func (p *Provider) observe(route string, addr netip.Addr, account string, ok, device bool) {
+	if p.cfg.Observer != nil {
+		p.cfg.Observer.ObserveLogin(route, addr, account, ok, device)
+	}
+}
+
+func (p *Provider) loginOTP(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	a, ok := p.checkFlow(r)
+	if !ok || a.user == nil {
+		p.expired(w, pickLang(r, ""))
+		return
+	}
+	lang := pickLang(r, a.lang)
+	t := messages[lang]
+	addr := clientAddr(r)
+	code := strings.TrimSpace(r.FormValue("code"))
+	var outcome string
+	var u users.User
+	var device bool
+	err := p.pending.update(a.id, func(s *authRequest) error {
+		if s.user == nil {
+			outcome = "restart"
+			return nil
+		}
+		u, device = *s.user, s.device
+		s.otpAttempts++
+		switch {
+		case s.otpAttempts > maxOTPAttempts:
+			s.user, s.otpHash = nil, [32]byte{}
+			outcome = "restart"
+		case p.cfg.Now().After(s.otpExpiry) || len(code) != 6 || !s.checkOTP(code):
+			outcome = "wrong"
+		default:
+			now := p.cfg.Now()
+			s.otpHash = [32]byte{}
+			s.done, s.subject, s.authTime = true, u.ID, now
+			s.amr = []string{"pwd", "otp", "mfa"}
+			s.profile = map[string]string{attrName: u.Name, attrPhone: u.Phone, attrEmail: u.Email}
+			s.grant = randomID(16)
+			outcome = "ok"
+		}
+		return nil
+	})
+	if err != nil {
+		p.expired(w, lang)
+		return
+	}
+	switch outcome {
+	case "restart":
+		p.observe(RouteLoginOTP, addr, u.ID, false, device)
+		p.render(w, http.StatusUnauthorized, pageData{Lang: lang, Step: "password", ID: a.id, Error: t["too_many"]})
+		return
+	case "wrong":
+		p.observe(RouteLoginOTP, addr, u.ID, false, device)
+		p.render(w, http.StatusUnauthorized, pageData{Lang: lang, Step: "otp", ID: a.id, Error: t["bad_otp"], Hint: otpHint(lang, &u)})
+		return
+	}
+	p.observe(RouteLoginOTP, addr, u.ID, true, device)
+	p.log.InfoContext(r.Context(), "login", slog.String("account", u.ID), slog.String("client", addr.String()), slog.Bool("device", device))
+	p.startBrowserSession(w, r, u)
+	p.setDeviceCookie(w, u.ID)
+	http.Redirect(w, r, PathAuthorize+"/callback?id="+url.QueryEscape(a.id), http.StatusSeeOther)
+}
+
+// startBrowserSession records the login in the session store so this
+// browser's next authorization request skips the form.
+func (p *Provider) startBrowserSession(w http.ResponseWriter, r *http.Request, u users.User) {
+	now := p.cfg.Now()
+	sid := randomID(24)
+	s := session.Session{
+		ID: browserPrefix + sid, Subject: u.ID, AMR: []string{"pwd", "otp", "mfa"},
+		CreatedAt: now, ExpiresAt: now.Add(p.cfg.BrowserSessionTTL),
+		Attrs: map[string]string{attrName: u.Name, attrPhone: u.Phone, attrEmail: u.Email,
+			attrAuthTime: strconv.FormatInt(now.Unix(), 10)},
+	}
+	if err := p.sessions.Create(r.Context(), s); err != nil {
+		p.log.WarnContext(r.Context(), "store browser session", slog.Any("err", err))
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: browserCookie, Value: sid, Path: "/", HttpOnly: true,
+		SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(p.cfg.Issuer, "https://"),
+		MaxAge: int(p.cfg.BrowserSessionTTL / time.Second)})
+}
+
+// finishFromSession completes a login from a live browser session: no
+// directory call, so it works while the directory is stuck.
+func (p *Provider) finishFromSession(_ context.Context, id string, s session.Session) error {
+	at, _ := strconv.ParseInt(s.Attrs[attrAuthTime], 10, 64)
+	return p.pending.update(id, func(a *authRequest) error {
+		a.done, a.subject, a.authTime, a.amr = true, s.Subject, time.Unix(at, 0), s.AMR
+		a.profile = map[string]string{attrName: s.Attrs[attrName], attrPhone: s.Attrs[attrPhone], attrEmail: s.Attrs[attrEmail]}
+		a.grant = randomID(16)
+		return nil
+	})
+}
