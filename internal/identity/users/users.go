@@ -105,6 +105,7 @@ func (m *Memory) SetStuck(stuck bool) {
 	if stuck {
 		ch := make(chan struct{})
 		m.stuck.CompareAndSwap(nil, &ch) // already stuck: keep the old channel
+		return
 	}
 	if p := m.stuck.Swap(nil); p != nil {
 		close(*p)

@@ -78,3 +78,16 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestSetStuckTwiceStaysStuck(t *testing.T) {
+	m, _ := NewMemory(Options{Params: Fast})
+	m.SetStuck(true)
+	m.SetStuck(true)
+	if !m.Stuck() {
+		t.Fatal("not stuck")
+	}
+	m.SetStuck(false)
+	if m.Stuck() {
+		t.Fatal("still stuck")
+	}
+}
