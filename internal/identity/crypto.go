@@ -24,7 +24,7 @@ var _ op.Crypto = tokenCrypto{}
 func (c tokenCrypto) Encrypt(s string) (string, error) {
 	if strings.HasPrefix(s, refPrefix) {
 		id, _, _ := strings.Cut(s, ":")
-		ref, ok := decodeRef(id)
+		ref, ok := c.p.decodeRef(id)
 		if !ok || ref.Kind != "access" {
 			return "", errors.New("malformed access token reference")
 		}
@@ -47,8 +47,8 @@ func (c tokenCrypto) Decrypt(s string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return tokenRef{Kind: "refresh", Grant: id, Client: g.clientID, Sub: g.subject,
-			Scope: strings.Join(g.scopes, " "), Exp: g.expires.Unix()}.encode() + ":" + g.subject, nil
+		return c.p.encodeRef(tokenRef{Kind: "refresh", Grant: id, Client: g.clientID, Sub: g.subject,
+			Scope: strings.Join(g.scopes, " "), Exp: g.expires.Unix()}) + ":" + g.subject, nil
 	}
 	cl, err := c.p.verifier.Verify(ctx, s)
 	if err != nil {
@@ -59,7 +59,7 @@ func (c tokenCrypto) Decrypt(s string) (string, error) {
 		Scope: strings.Join(cl.Scopes, " "), IssuedAt: cl.IssuedAt.Unix(), Expiry: cl.Expiry.Unix(), ID: cl.ID,
 		AMR: cl.AMR, Grant: cl.Grant,
 	}
-	return tokenRef{Kind: "access", Claims: ac}.encode() + ":" + cl.Subject, nil
+	return c.p.encodeRef(tokenRef{Kind: "access", Claims: ac}) + ":" + cl.Subject, nil
 }
 
 // accessRef builds the claims of a new access token and returns them as the
@@ -78,5 +78,5 @@ func (p *Provider) accessRef(sub, clientID string, scopes []string, authTime tim
 	if !authTime.IsZero() {
 		c.AuthTime = authTime.Unix()
 	}
-	return tokenRef{Kind: "access", Claims: c}.encode(), exp, nil
+	return p.encodeRef(tokenRef{Kind: "access", Claims: c}), exp, nil
 }

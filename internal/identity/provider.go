@@ -37,6 +37,7 @@ type Provider struct {
 	verifier  *Verifier
 	revs      *Revocations
 	deviceKey []byte
+	refKey    []byte // MAC key of in-process token references (token.go)
 	op        *op.Provider
 	handler   http.Handler
 }
@@ -75,6 +76,9 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	}
 	if p.deviceKey, err = loadSecret(keyDir, "device.key"); err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
+	}
+	if p.refKey, err = loadSecret("", ""); err != nil {
+		return nil, err
 	}
 	if p.sessions == nil {
 		m, err := memory.Open(ctx, memory.Options{})

@@ -235,6 +235,18 @@ func TestIntrospectionAndRevocation(t *testing.T) {
 	}
 	st, m = e.refresh(t, rt)
 	wantOAuthError(t, st, m, "invalid_grant")
+	// A forged token reference (op passes undecodable tokens through to
+	// the storage) must not revoke anything.
+	code, v = e.code(t)
+	_, m = e.exchange(t, code, v)
+	rt = m["refresh_token"].(string)
+	grantID, _ := parseRefreshToken(rt)
+	body, _ := json.Marshal(tokenRef{Kind: "refresh", Grant: grantID, Client: DemoAppClient})
+	forged := refPrefix + b64.EncodeToString(body) + "." + b64.EncodeToString(make([]byte, 16))
+	e.post(t, PathRevoke, url.Values{"token": {forged}, "client_id": {DemoAppClient}})
+	if st, m := e.refresh(t, rt); st != 200 {
+		t.Fatalf("forged reference revoked a grant: %d %v", st, m)
+	}
 	// Unknown tokens revoke fine (RFC 7009, section 2.2).
 	if st, _ := e.post(t, PathRevoke, url.Values{"token": {"garbage"}}, DemoServiceClient, DemoServiceSecret); st != 200 {
 		t.Fatalf("revoking garbage: %d", st)

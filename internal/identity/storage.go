@@ -189,7 +189,7 @@ func (s storage) TerminateSessionFromRequest(ctx context.Context, r *op.EndSessi
 // RevokeToken revokes a refresh token's grant or puts an access token on the
 // revocation list. Unknown tokens succeed, as RFC 7009 section 2.2 asks.
 func (s storage) RevokeToken(ctx context.Context, tokenOrID, _, clientID string) *oidc.Error {
-	ref, ok := decodeRef(tokenOrID)
+	ref, ok := s.p.decodeRef(tokenOrID)
 	if !ok {
 		return nil
 	}
@@ -220,7 +220,7 @@ func (s storage) GetRefreshTokenInfo(ctx context.Context, _ string, tok string) 
 	if err != nil {
 		return "", "", err
 	}
-	return g.subject, tokenRef{Kind: "refresh", Grant: g.id, Client: g.clientID, Sub: g.subject}.encode(), nil
+	return g.subject, s.p.encodeRef(tokenRef{Kind: "refresh", Grant: g.id, Client: g.clientID, Sub: g.subject}), nil
 }
 
 // signingKey adapts keys.Key to op.SigningKey.
@@ -304,7 +304,7 @@ func fillUserinfo(ui *oidc.UserInfo, sub string, profile map[string]string, scop
 
 // SetUserinfoFromToken answers userinfo from the token's grant.
 func (s storage) SetUserinfoFromToken(ctx context.Context, ui *oidc.UserInfo, tokenID, _, _ string) error {
-	ref, ok := decodeRef(tokenID)
+	ref, ok := s.p.decodeRef(tokenID)
 	if !ok || ref.Kind != "access" || ref.Claims.Grant == "" {
 		return errors.New("not a customer access token")
 	}
@@ -323,7 +323,7 @@ func (s storage) SetUserinfoFromToken(ctx context.Context, ui *oidc.UserInfo, to
 // SetIntrospectionFromToken answers RFC 7662 introspection. The token was
 // already verified (and checked against the revocation list) by Decrypt.
 func (s storage) SetIntrospectionFromToken(ctx context.Context, r *oidc.IntrospectionResponse, tokenID, _, _ string) error {
-	ref, ok := decodeRef(tokenID)
+	ref, ok := s.p.decodeRef(tokenID)
 	if !ok {
 		return errors.New("unknown token")
 	}

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -147,22 +148,41 @@ type tokenRef struct {
 
 const refPrefix = "ref."
 
-func (r tokenRef) encode() string {
+// encodeRef serialises r with a MAC under a key that never leaves the
+// process. op hands a client's raw token to RevokeToken when it cannot
+// decode it, so without the MAC a client could forge a reference to someone
+// else's grant and revoke it.
+func (p *Provider) encodeRef(r tokenRef) string {
 	b, _ := json.Marshal(r)
-	return refPrefix + b64.EncodeToString(b)
+	body := b64.EncodeToString(b)
+	return refPrefix + body + "." + b64.EncodeToString(p.refMAC(body))
 }
 
-func decodeRef(s string) (tokenRef, bool) {
+func (p *Provider) refMAC(body string) []byte {
+	m := hmac.New(sha256.New, p.refKey)
+	m.Write([]byte(body))
+	return m.Sum(nil)[:16]
+}
+
+func (p *Provider) decodeRef(s string) (tokenRef, bool) {
 	rest, ok := strings.CutPrefix(s, refPrefix)
 	if !ok || len(rest) > 4*maxTokenLen {
 		return tokenRef{}, false
 	}
-	b, err := b64.DecodeString(rest)
+	body, mac, ok := strings.Cut(rest, ".")
+	if !ok {
+		return tokenRef{}, false
+	}
+	got, err := b64.DecodeString(mac)
+	if err != nil || !hmac.Equal(got, p.refMAC(body)) {
+		return tokenRef{}, false
+	}
+	b, err := b64.DecodeString(body)
 	if err != nil {
 		return tokenRef{}, false
 	}
 	var r tokenRef
-	if json.Unmarshal(b, &r) != nil || (r.Kind != "access" && r.Kind != "refresh") {
+	if json.Unmarshal(b, &r) != nil || (r.Kind != "access" && r.Kind != "refresh") || (r.Kind == "access" && r.Claims == nil) {
 		return tokenRef{}, false
 	}
 	return r, true
