@@ -54,6 +54,34 @@ type Config struct {
 	// Routes map requests to upstreams and give each its tier. When empty,
 	// every channel of the simulated estate is routed with its own tier.
 	Routes []Route `yaml:"routes"`
+	// Identity configures the built-in OpenID provider.
+	Identity Identity `yaml:"identity"`
+	// Sessions chooses where sessions and refresh-token families live.
+	Sessions Sessions `yaml:"sessions"`
+}
+
+// Identity configures the built-in OpenID provider (served on the public
+// listener: discovery, /keys, /oauth/*, /login). Its upstream name in routes
+// is "identity".
+type Identity struct {
+	// Enabled runs the provider. Default true.
+	Enabled *bool `yaml:"enabled"`
+	// Issuer is the provider's public URL, as clients reach it. Default
+	// http:// + listen.
+	Issuer string `yaml:"issuer"`
+}
+
+// Sessions chooses the session store.
+type Sessions struct {
+	// Backend is "memory" (default: sharded in memory, durable in data_dir)
+	// or "redis" (shared between nodes, native TTLs).
+	Backend string `yaml:"backend"`
+	// RedisURL is the Redis to use with backend redis, e.g.
+	// redis://127.0.0.1:6379/0.
+	RedisURL string `yaml:"redis_url"`
+	// MaxPerCustomer bounds live sessions per customer; the oldest go first.
+	// Default 10.
+	MaxPerCustomer int `yaml:"max_per_customer"`
 }
 
 // Estate configures the in-process simulated bank.
@@ -103,8 +131,12 @@ type Route struct {
 	Match string `yaml:"match"`
 	// Tier is critical, important, normal or sheddable.
 	Tier string `yaml:"tier"`
-	// Upstream names an entry of upstreams.
+	// Upstream names an entry of upstreams ("identity" is the built-in
+	// OpenID provider).
 	Upstream string `yaml:"upstream"`
+	// Auth is none (default), optional (a valid bearer token raises the
+	// request to the important tier) or required (401 without one).
+	Auth string `yaml:"auth"`
 }
 
 // Default returns the configuration used when no file is given.
@@ -115,6 +147,16 @@ func Default() *Config {
 }
 
 func (c *Config) setDefaults() {
+	if c.Identity.Enabled == nil {
+		on := true
+		c.Identity.Enabled = &on
+	}
+	if c.Sessions.Backend == "" {
+		c.Sessions.Backend = "memory"
+	}
+	if c.Sessions.MaxPerCustomer == 0 {
+		c.Sessions.MaxPerCustomer = 10
+	}
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8080"
 	}
@@ -178,6 +220,12 @@ func (c *Config) setDefaults() {
 
 // EstateEnabled reports whether the simulated estate runs in process.
 func (c *Config) EstateEnabled() bool { return c.Estate.Enabled != nil && *c.Estate.Enabled }
+
+// IdentityEnabled reports whether the built-in OpenID provider runs.
+func (c *Config) IdentityEnabled() bool { return c.Identity.Enabled != nil && *c.Identity.Enabled }
+
+// IdentityUpstream is the reserved upstream name of the built-in provider.
+const IdentityUpstream = "identity"
 
 // Error is a configuration error located in its file.
 type Error struct {
@@ -543,8 +591,30 @@ func (c *Config) validate() []*Error {
 		if _, err := tier.Parse(r.Tier); err != nil {
 			bad(p+".tier", "%v", err)
 		}
-		if !ups[r.Upstream] {
+		if !ups[r.Upstream] && !(r.Upstream == IdentityUpstream && c.IdentityEnabled()) {
 			bad(p+".upstream", "%q is not a configured upstream", r.Upstream)
+		}
+		switch strings.ToLower(r.Auth) {
+		case "", "none", "optional", "required":
+		default:
+			bad(p+".auth", "%q must be none, optional or required", r.Auth)
+		}
+	}
+	switch c.Sessions.Backend {
+	case "memory":
+	case "redis":
+		if u, err := url.Parse(c.Sessions.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			bad("sessions.redis_url", "%q must be a redis:// or rediss:// URL when backend is redis", c.Sessions.RedisURL)
+		}
+	default:
+		bad("sessions.backend", "%q must be memory or redis", c.Sessions.Backend)
+	}
+	if c.Sessions.MaxPerCustomer < 1 || c.Sessions.MaxPerCustomer > 1000 {
+		bad("sessions.max_per_customer", "must be between 1 and 1000")
+	}
+	if c.Identity.Issuer != "" {
+		if u, err := url.Parse(c.Identity.Issuer); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("identity.issuer", "%q must be an http(s) URL", c.Identity.Issuer)
 		}
 	}
 	return errs
