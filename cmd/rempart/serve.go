@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,9 +15,7 @@ import (
 	"github.com/rempart/rempart/internal/estate"
 	"github.com/rempart/rempart/internal/estate/core"
 	"github.com/rempart/rempart/internal/gateway"
-	"github.com/rempart/rempart/internal/proxy"
 	"github.com/rempart/rempart/internal/telemetry"
-	"github.com/rempart/rempart/internal/tier"
 )
 
 type serveFlags struct {
@@ -89,48 +85,16 @@ func serve(ctx context.Context, cfg *config.Config, started func(public, ops str
 	if err != nil {
 		return err
 	}
-	metrics := telemetry.NewMetrics()
-
-	var est *estate.Estate
-	if cfg.EstateEnabled() {
-		est, err = estate.New(ctx, estateConfig(cfg, log))
-		if err != nil {
-			return err
-		}
-		defer est.Close()
-		metrics.Registry.MustRegister(est.Collectors()...)
-	}
-
-	upstreams := map[string]http.Handler{}
-	for _, u := range cfg.Upstreams {
-		if u.URL == config.InProcess {
-			if est == nil {
-				return fmt.Errorf("upstream %s is in-process but the estate is disabled", u.Name)
-			}
-			upstreams[u.Name] = proxy.WithTimeout(est.Handler(), u.Timeout)
-			continue
-		}
-		base, err := url.Parse(u.URL)
-		if err != nil {
-			return fmt.Errorf("upstream %s: %w", u.Name, err)
-		}
-		upstreams[u.Name] = proxy.New(base, u.Timeout, log)
-	}
-
-	routes, err := buildRoutes(cfg, upstreams)
+	st, err := buildStack(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(routes, gateway.Options{Logger: log, Metrics: metrics, MaxBodyBytes: cfg.MaxBodyBytes})
+	defer st.Close()
+	gw, err := gateway.New(st.routes, gateway.Options{Logger: log, Metrics: st.metrics, MaxBodyBytes: cfg.MaxBodyBytes})
 	if err != nil {
 		return err
 	}
-
-	ops := http.NewServeMux()
-	if est != nil {
-		ops.Handle("/ops/estate/", est.OpsHandler())
-	}
-	srv := &gateway.Server{Public: gw, Ops: ops, Metrics: metrics.Handler(),
+	srv := &gateway.Server{Public: gw, Ops: st.ops, Metrics: st.metrics.Handler(),
 		PublicAddr: cfg.Listen, OpsAddr: cfg.OpsListen, DrainTimeout: cfg.DrainTimeout, Logger: log}
 	if err := srv.Listen(); err != nil {
 		return err
@@ -138,7 +102,8 @@ func serve(ctx context.Context, cfg *config.Config, started func(public, ops str
 	if started != nil {
 		started(srv.Addrs())
 	}
-	log.Info("rempart serving", "routes", len(routes), "estate", est != nil, "data_dir", cfg.DataDir)
+	log.Info("rempart serving", "routes", len(st.routes), "estate", st.estate != nil,
+		"identity", st.identity != nil, "data_dir", cfg.DataDir)
 	return srv.Run(ctx)
 }
 
@@ -157,30 +122,6 @@ func estateConfig(cfg *config.Config, log *slog.Logger) estate.Config {
 			Seed:          int64(cfg.Estate.Seed),
 		},
 	}
-}
-
-// buildRoutes uses the configured routes, or every estate channel with its
-// own tier when none are configured.
-func buildRoutes(cfg *config.Config, upstreams map[string]http.Handler) ([]gateway.Route, error) {
-	var routes []gateway.Route
-	if len(cfg.Routes) == 0 {
-		up, ok := upstreams["estate"]
-		if !ok {
-			up = upstreams[cfg.Upstreams[0].Name]
-		}
-		for _, c := range estate.Channels() {
-			routes = append(routes, gateway.Route{Name: c.Name, Pattern: c.Pattern, Tier: c.Tier, Upstream: up})
-		}
-		return routes, nil
-	}
-	for _, r := range cfg.Routes {
-		t, err := tier.Parse(r.Tier)
-		if err != nil {
-			return nil, fmt.Errorf("route %s: %w", r.Name, err)
-		}
-		routes = append(routes, gateway.Route{Name: r.Name, Pattern: r.Match, Tier: t, Upstream: upstreams[r.Upstream]})
-	}
-	return routes, nil
 }
 
 // drainDeadline is how long "estate" waits for in-flight requests on stop.

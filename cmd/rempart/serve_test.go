@@ -16,8 +16,8 @@ import (
 	"github.com/rempart/rempart/internal/config"
 )
 
-// stack is a running serve(): its addresses and how to stop it.
-type stack struct {
+// running is a running serve(): its addresses and how to stop it.
+type running struct {
 	public, ops string // http://host:port
 	client      *http.Client
 	stop        func() error // cancels serve and returns its result
@@ -25,7 +25,7 @@ type stack struct {
 
 // startServe runs serve(ctx, cfg, started) on loopback ports and waits until
 // /readyz answers 200.
-func startServe(t *testing.T, cfg *config.Config) *stack {
+func startServe(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
 	cfg.Listen, cfg.OpsListen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
@@ -44,7 +44,7 @@ func startServe(t *testing.T, cfg *config.Config) *stack {
 		cancel()
 		t.Fatalf("serve returned before listening: %v", err)
 	}
-	s := &stack{public: "http://" + a[0], ops: "http://" + a[1], client: &http.Client{Transport: &http.Transport{}}}
+	s := &running{public: "http://" + a[0], ops: "http://" + a[1], client: &http.Client{Transport: &http.Transport{}}}
 	var once bool
 	var result error
 	s.stop = func() error {
@@ -73,7 +73,7 @@ func startServe(t *testing.T, cfg *config.Config) *stack {
 	}
 }
 
-func (s *stack) do(t *testing.T, method, url, body string, hdr map[string]string) (*http.Response, []byte) {
+func (s *running) do(t *testing.T, method, url, body string, hdr map[string]string) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	"github.com/rempart/rempart/internal/config"
+	"github.com/rempart/rempart/internal/estate"
+	"github.com/rempart/rempart/internal/gateway"
+	"github.com/rempart/rempart/internal/identity"
+	"github.com/rempart/rempart/internal/identity/users"
+	"github.com/rempart/rempart/internal/problem"
+	"github.com/rempart/rempart/internal/proxy"
+	"github.com/rempart/rempart/internal/session"
+	"github.com/rempart/rempart/internal/session/memory"
+	sessionredis "github.com/rempart/rempart/internal/session/redis"
+	"github.com/rempart/rempart/internal/telemetry"
+	"github.com/rempart/rempart/internal/tier"
+)
+
+// stack is everything rempart serve runs, built from a config. Backends are
+// chosen here, explicitly, and nowhere else.
+type stack struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	metrics  *telemetry.Metrics
+	estate   *estate.Estate
+	sessions session.Store
+	users    *users.Memory
+	identity *identity.Provider
+	routes   []gateway.Route
+	ops      *http.ServeMux
+	closers  []func() error
+}
+
+func (s *stack) Close() error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
+	}
+	return errors.Join(errs...)
+}
+
+func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *stack, err error) {
+	s := &stack{cfg: cfg, log: log, metrics: telemetry.NewMetrics(), ops: http.NewServeMux()}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	if cfg.EstateEnabled() {
+		if s.estate, err = estate.New(ctx, estateConfig(cfg, log)); err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, s.estate.Close)
+		s.metrics.Registry.MustRegister(s.estate.Collectors()...)
+		s.ops.Handle("/ops/estate/", s.estate.OpsHandler())
+	}
+
+	if cfg.IdentityEnabled() {
+		if err := s.buildIdentity(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	upstreams := map[string]http.Handler{}
+	for _, u := range cfg.Upstreams {
+		if u.URL == config.InProcess {
+			if s.estate == nil {
+				return nil, fmt.Errorf("upstream %s is in-process but the estate is disabled", u.Name)
+			}
+			upstreams[u.Name] = proxy.WithTimeout(s.estate.Handler(), u.Timeout)
+			continue
+		}
+		base, err := url.Parse(u.URL)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", u.Name, err)
+		}
+		upstreams[u.Name] = proxy.New(base, u.Timeout, log)
+	}
+	if s.identity != nil {
+		upstreams[config.IdentityUpstream] = s.identity.Handler()
+	}
+	if s.routes, err = s.buildRoutes(upstreams); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *stack) buildIdentity(ctx context.Context) error {
+	cfg := s.cfg
+	var err error
+	switch cfg.Sessions.Backend {
+	case "redis":
+		st, err := sessionredis.Open(ctx, cfg.Sessions.RedisURL, sessionredis.Options{MaxPerSubject: cfg.Sessions.MaxPerCustomer})
+		if err != nil {
+			return fmt.Errorf("sessions: %w", err)
+		}
+		s.sessions = st
+	default:
+		st, err := memory.Open(ctx, memory.Options{Dir: filepath.Join(cfg.DataDir, "sessions"),
+			MaxPerSubject: cfg.Sessions.MaxPerCustomer, Logger: s.log.With("component", "sessions")})
+		if err != nil {
+			return fmt.Errorf("sessions: %w", err)
+		}
+		s.sessions = st
+	}
+	s.closers = append(s.closers, s.sessions.Close)
+
+	if s.users, err = users.NewMemory(users.Options{Derived: cfg.Estate.Customers}); err != nil {
+		return fmt.Errorf("identity users: %w", err)
+	}
+	issuer := cfg.Identity.Issuer
+	if issuer == "" {
+		issuer = "http://" + cfg.Listen
+	}
+	var sms identity.SMSSender
+	if s.estate != nil {
+		sms = outboxSender{s.estate.SMS()}
+	}
+	s.identity, err = identity.New(ctx, identity.Config{
+		Issuer: issuer, DataDir: cfg.DataDir, Sessions: s.sessions, Users: s.users,
+		DerivedCustomers: cfg.Estate.Customers, SMS: sms, Logger: s.log.With("component", "identity"),
+	})
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, s.identity.Close)
+	s.ops.HandleFunc("GET /ops/identity/faults", s.identityFaults)
+	s.ops.HandleFunc("PUT /ops/identity/faults", s.identityFaults)
+	return nil
+}
+
+// identityFaults reads or switches the identity faults a drill injects:
+// user_store_stuck makes the user directory hang like the deadlocked
+// database behind the identity provider on the day.
+func (s *stack) identityFaults(w http.ResponseWriter, r *http.Request) {
+	type faults struct {
+		UserStoreStuck bool `json:"user_store_stuck"`
+	}
+	if r.Method == http.MethodPut {
+		var f faults
+		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&f); err != nil {
+			problem.Write(w, problem.New(http.StatusBadRequest, "malformed-json",
+				"body must be {\"user_store_stuck\": true|false}: "+err.Error()))
+			return
+		}
+		s.users.SetStuck(f.UserStoreStuck)
+		s.log.Warn("identity faults changed", "user_store_stuck", f.UserStoreStuck)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(faults{UserStoreStuck: s.users.Stuck()})
+}
+
+// outboxSender delivers login codes through the estate's simulated SMS
+// gateway, the same one 3-D Secure uses.
+type outboxSender struct{ o *estate.Outbox }
+
+func (o outboxSender) Send(_ context.Context, phone, text string) error {
+	o.o.Send(phone, text, time.Now())
+	return nil
+}
+
+// verifierAdapter lets the gateway check tokens through its own small
+// interface without importing identity.
+type verifierAdapter struct{ v *identity.Verifier }
+
+func (a verifierAdapter) VerifyRequest(r *http.Request) (string, error) {
+	c, err := a.v.FromRequest(r)
+	return c.Subject, err
+}
+
+// identityRoutes are the provider's endpoints and their tiers: token refresh
+// and discovery are IMPORTANT (existing sessions keep working), new logins are
+// SHEDDABLE (they wait in line during a surge).
+func identityRoutes() []config.Route {
+	up := config.IdentityUpstream
+	return []config.Route{
+		{Name: "oidc-discovery", Match: "GET /.well-known/openid-configuration", Tier: "important", Upstream: up},
+		{Name: "oidc-keys", Match: "GET /keys", Tier: "important", Upstream: up},
+		{Name: "oidc-token", Match: "POST /oauth/token", Tier: "important", Upstream: up},
+		{Name: "oidc-authorize", Match: "/oauth/authorize", Tier: "sheddable", Upstream: up},
+		{Name: "oidc-endpoints", Match: "/oauth/", Tier: "important", Upstream: up},
+		{Name: "login", Match: "/login", Tier: "sheddable", Upstream: up},
+		{Name: "login-steps", Match: "/login/", Tier: "sheddable", Upstream: up},
+		{Name: "demo-app", Match: "/demo/", Tier: "sheddable", Upstream: up},
+	}
+}
+
+// defaultRoutes routes every estate channel with its own tier (customer
+// channels accept an optional session token), plus the identity endpoints.
+func (s *stack) defaultRoutes() []config.Route {
+	var out []config.Route
+	if s.estate != nil {
+		up := "estate"
+		found := false
+		for _, u := range s.cfg.Upstreams {
+			if u.URL == config.InProcess {
+				up, found = u.Name, true
+				break
+			}
+		}
+		if !found {
+			up = s.cfg.Upstreams[0].Name
+		}
+		for _, c := range estate.Channels() {
+			auth := "optional"
+			if c.Tier == tier.Critical {
+				auth = "none" // partner networks: cards, ATMs, 3-D Secure, instant payments
+			}
+			out = append(out, config.Route{Name: c.Name, Match: c.Pattern, Tier: c.Tier.String(), Upstream: up, Auth: auth})
+		}
+	}
+	if s.identity != nil {
+		out = append(out, identityRoutes()...)
+	}
+	return out
+}
+
+func (s *stack) buildRoutes(upstreams map[string]http.Handler) ([]gateway.Route, error) {
+	cfgRoutes := s.cfg.Routes
+	if len(cfgRoutes) == 0 {
+		cfgRoutes = s.defaultRoutes()
+	}
+	var verifier gateway.TokenVerifier
+	if s.identity != nil {
+		verifier = verifierAdapter{s.identity.Verifier()}
+	}
+	var routes []gateway.Route
+	for _, r := range cfgRoutes {
+		t, err := tier.Parse(r.Tier)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: %w", r.Name, err)
+		}
+		mode, err := gateway.ParseAuthMode(r.Auth)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: %w", r.Name, err)
+		}
+		up, ok := upstreams[r.Upstream]
+		if !ok {
+			return nil, fmt.Errorf("route %s: upstream %q is not available", r.Name, r.Upstream)
+		}
+		h := gateway.Authenticate(verifier, mode)(up)
+		routes = append(routes, gateway.Route{Name: r.Name, Pattern: r.Match, Tier: t, Upstream: h})
+	}
+	return routes, nil
+}
