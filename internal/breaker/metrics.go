@@ -1,0 +1,59 @@
+package breaker
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the breaker package's series. Breakers of several upstreams
+// and the stand-in share them through the registry.
+type metrics struct {
+	state     *prometheus.GaugeVec   // upstream
+	calls     *prometheus.CounterVec // upstream, outcome
+	fallbacks *prometheus.CounterVec // upstream, route, kind
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rempart_breaker_state",
+			Help: "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open.",
+		}, []string{"upstream"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rempart_breaker_calls_total",
+			Help: "Calls through a circuit breaker, by upstream and outcome (success, failure, slow, timeout, canceled: the client left, rejected: not sent because the breaker was open).",
+		}, []string{"upstream", "outcome"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rempart_breaker_fallback_answers_total",
+			Help: "Answers given by a fallback instead of the upstream, by upstream, route and kind (stale, degraded, standin, outbox, recall, refused).",
+		}, []string{"upstream", "route", "kind"}),
+	}
+	var err error
+	if m.state, err = register(reg, m.state); err != nil {
+		return nil, err
+	}
+	if m.calls, err = register(reg, m.calls); err != nil {
+		return nil, err
+	}
+	if m.fallbacks, err = register(reg, m.fallbacks); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered under
+// its name so that several breakers share one series.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if reg == nil {
+		return c, nil
+	}
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if old, ok := are.ExistingCollector.(C); ok {
+			return old, nil
+		}
+	}
+	return c, err
+}

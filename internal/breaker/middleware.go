@@ -1,0 +1,218 @@
+package breaker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+	"github.com/failsafe-go/failsafe-go/fallback"
+	"github.com/failsafe-go/failsafe-go/timeout"
+
+	"github.com/rempart/rempart/internal/problem"
+	"github.com/rempart/rempart/internal/request"
+)
+
+// ErrOpen is the cause of an outage when the breaker refused the call.
+var ErrOpen = circuitbreaker.ErrOpen
+
+// ErrTimeout is the cause of an outage when the call outlasted the route's
+// Timeout.
+var ErrTimeout = timeout.ErrExceeded
+
+// errSlow marks a good answer that came after SlowCall: the breaker counts
+// it as a failure, the client still gets it (a card authorisation the core
+// approved, late, is still approved).
+var errSlow = errors.New("slow call")
+
+// errCallerGone marks a call whose request ended (the client left or its
+// deadline passed) before the upstream answered: what the upstream said then
+// is not its verdict, and nobody waits for a fallback.
+var errCallerGone = errors.New("caller gone")
+
+// Route says how one route goes through its upstream's breaker.
+type Route struct {
+	// Fallback answers when the upstream cannot. Nil passes a 5xx answer
+	// through and answers 503 "degraded" with Retry-After while the breaker
+	// is open: what the journal's replayer wants.
+	Fallback Fallback
+	// Timeout bounds the upstream call for this route: past it the call
+	// counts as a failure and the fallback answers. Zero leaves it to the
+	// upstream's own time-out (the proxy's).
+	Timeout time.Duration
+}
+
+// Middleware returns the wrapper of one route: calls go through the breaker
+// to next, and the route's fallback answers when the breaker is open or the
+// call fails. Upstream answers are buffered so that a 5xx can be replaced
+// before the client sees anything; the gateway's body limit bounds requests
+// and the upstream's answers are small documents.
+func (b *Breaker) Middleware(rt Route) func(next http.Handler) http.Handler {
+	var to timeout.Timeout[*http.Response]
+	if rt.Timeout > 0 {
+		to = timeout.New[*http.Response](rt.Timeout)
+	}
+	return func(next http.Handler) http.Handler {
+		return &guard{b: b, rt: rt, timeout: to, next: next}
+	}
+}
+
+type guard struct {
+	b       *Breaker
+	rt      Route
+	timeout timeout.Timeout[*http.Response]
+	next    http.Handler
+}
+
+func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			problem.Error(w, http.StatusRequestEntityTooLarge, "body-too-large",
+				fmt.Sprintf("request body exceeds %d bytes", mbe.Limit))
+			return
+		}
+		problem.Error(w, http.StatusBadRequest, "unreadable-body", "the request body could not be read")
+		return
+	}
+	route := routeName(r)
+	if rc, ok := g.rt.Fallback.(Recaller); ok && rc.Recall(w, r, body) {
+		g.b.m.fallbacks.WithLabelValues(g.b.cfg.Upstream, route, AnswerRecall).Inc()
+		return
+	}
+
+	policies := make([]failsafe.Policy[*http.Response], 0, 3)
+	if g.rt.Fallback != nil {
+		policies = append(policies, fallback.NewBuilderWithFunc(func(exec failsafe.Execution[*http.Response]) (*http.Response, error) {
+			c := newCaptured()
+			kind := g.rt.Fallback.Answer(c, r, body, g.b.outage(exec.LastResult(), exec.LastError()))
+			g.b.m.fallbacks.WithLabelValues(g.b.cfg.Upstream, route, kind).Inc()
+			return c.response(), nil
+		}).HandleIf(needsFallback).Build())
+	}
+	policies = append(policies, g.b.cb)
+	if g.timeout != nil {
+		policies = append(policies, g.timeout)
+	}
+	var fromUpstream *http.Response
+	called := false
+	resp, err := failsafe.With(policies...).WithContext(r.Context()).GetWithExecution(
+		func(exec failsafe.Execution[*http.Response]) (*http.Response, error) {
+			called = true
+			resp, err := g.call(exec.Context(), r, body)
+			fromUpstream = resp
+			return resp, err
+		})
+	if !called {
+		g.b.m.calls.WithLabelValues(g.b.cfg.Upstream, "rejected").Inc()
+	}
+	if errors.Is(err, errSlow) {
+		err = nil
+	}
+	if err == nil && resp != nil {
+		if o, ok := g.rt.Fallback.(Observer); ok && resp == fromUpstream && resp.StatusCode/100 == 2 {
+			o.Observe(r, resp.StatusCode, resp.Header, bodyOf(resp))
+		}
+		send(w, resp)
+		return
+	}
+	switch {
+	case errors.Is(err, ErrOpen):
+		w.Header().Set(HeaderBreaker, "open")
+		WriteDegraded(w, g.b.outage(nil, err), "the upstream is unavailable and its circuit breaker is open")
+	case errors.Is(err, ErrTimeout):
+		problem.Error(w, http.StatusGatewayTimeout, "upstream-timeout", "the upstream did not answer in time")
+	case r.Context().Err() != nil || isCanceled(err):
+		d := problem.New(499, "client-closed", "the client closed the request")
+		d.Title = "Client Closed Request"
+		problem.Write(w, d)
+	default:
+		problem.Error(w, http.StatusBadGateway, "upstream-unavailable", "the upstream could not be reached")
+	}
+}
+
+// call sends the request to the upstream and classifies its answer for the
+// breaker.
+func (g *guard) call(ctx context.Context, r *http.Request, body []byte) (resp *http.Response, err error) {
+	start := time.Now()
+	outcome := "success"
+	defer func() {
+		if p := recover(); p != nil {
+			resp, err, outcome = nil, fmt.Errorf("upstream handler panicked: %v", p), "failure"
+		}
+		g.b.m.calls.WithLabelValues(g.b.cfg.Upstream, outcome).Inc()
+	}()
+	req := r.WithContext(ctx)
+	req.Body, req.ContentLength, req.GetBody = http.NoBody, 0, nil
+	if len(body) > 0 {
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	c := newCaptured()
+	g.next.ServeHTTP(c, req)
+	resp = c.response()
+	switch {
+	case r.Context().Err() != nil:
+		// The client left; what the upstream said is not its verdict.
+		outcome = "canceled"
+		return resp, fmt.Errorf("%w: %w", errCallerGone, r.Context().Err())
+	case ctx.Err() != nil:
+		outcome = "timeout" // the route's Timeout fired: failsafe reports ErrTimeout
+	case resp.StatusCode >= 500:
+		outcome = "failure"
+	case time.Since(start) > g.b.cfg.SlowCall:
+		outcome = "slow"
+		return resp, errSlow
+	}
+	return resp, nil
+}
+
+// needsFallback is when the route's fallback answers instead: the breaker
+// refused the call, the call failed or timed out, or the upstream answered
+// 5xx. A slow good answer is used, and a client that left needs no answer.
+func needsFallback(resp *http.Response, err error) bool {
+	if err != nil {
+		return !errors.Is(err, errSlow) && !isCanceled(err)
+	}
+	return resp != nil && resp.StatusCode >= 500
+}
+
+func isCanceled(err error) bool {
+	return errors.Is(err, errCallerGone) || errors.Is(err, context.Canceled)
+}
+
+// outage describes why a fallback answers.
+func (b *Breaker) outage(resp *http.Response, err error) Outage {
+	cause := err
+	if cause == nil && resp != nil {
+		cause = &UpstreamError{Status: resp.StatusCode}
+	}
+	return Outage{Upstream: b.cfg.Upstream, Cause: cause, RetryAfter: max(b.cb.RemainingDelay(), time.Second)}
+}
+
+func readBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	defer r.Body.Close()
+	return io.ReadAll(r.Body)
+}
+
+// routeName is the route for metrics: the gateway's name for it, else the
+// mux pattern.
+func routeName(r *http.Request) string {
+	if info := request.From(r.Context()); info != nil && info.Route != "" {
+		return info.Route
+	}
+	if r.Pattern != "" {
+		return r.Pattern
+	}
+	return "unknown"
+}

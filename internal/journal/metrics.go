@@ -1,0 +1,59 @@
+package journal
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the replayer's series. Several replayers (one per upstream)
+// share them through the registry.
+type metrics struct {
+	pending  *prometheus.GaugeVec   // kind
+	replayed *prometheus.CounterVec // kind, outcome
+	failures *prometheus.CounterVec // kind, code
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rempart_journal_pending",
+			Help: "Journal entries waiting to be replayed to the core, by kind (standin: stand-in decisions; outbox: accepted instant transfers).",
+		}, []string{"kind"}),
+		replayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rempart_journal_replayed_total",
+			Help: "Journal entries delivered to the core and marked done, by kind and outcome (applied: 2xx; refused: the core answered 4xx).",
+		}, []string{"kind", "outcome"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rempart_journal_replay_failures_total",
+			Help: "Replays that did not get a final answer and stay pending, by kind and HTTP status (0: no answer).",
+		}, []string{"kind", "code"}),
+	}
+	var err error
+	if m.pending, err = register(reg, m.pending); err != nil {
+		return nil, err
+	}
+	if m.replayed, err = register(reg, m.replayed); err != nil {
+		return nil, err
+	}
+	if m.failures, err = register(reg, m.failures); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered under
+// its name so that replayers of several upstreams share one series.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if reg == nil {
+		return c, nil
+	}
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if old, ok := are.ExistingCollector.(C); ok {
+			return old, nil
+		}
+	}
+	return c, err
+}

@@ -1,0 +1,48 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"os"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rempart/rempart/internal/journal"
+	"github.com/rempart/rempart/internal/journal/journaltest"
+	"github.com/rempart/rempart/internal/journal/postgres"
+)
+
+// newStore opens a store in a schema of its own, dropped when the test ends.
+func newStore(t *testing.T) journal.Store {
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		t.Skip("DATABASE_URL not set: skipping PostgreSQL journal tests")
+	}
+	schema := "journaltest_" + rand.Text()[:12]
+	s, err := postgres.Open(t.Context(), url, postgres.Options{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Close()
+		ctx := context.Background()
+		c, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Errorf("cleanup: %v", err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	if os.Getenv("DATABASE_URL") == "" {
+		t.Skip("DATABASE_URL not set: skipping PostgreSQL journal tests")
+	}
+	journaltest.RunTests(t, newStore)
+}
