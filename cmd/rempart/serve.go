@@ -102,6 +102,11 @@ func serve(ctx context.Context, cfg *config.Config, started func(public, ops str
 	if started != nil {
 		started(srv.Addrs())
 	}
+	bg, stopBG := context.WithCancel(ctx)
+	defer stopBG()
+	for _, run := range st.background {
+		go run(bg)
+	}
 	log.Info("rempart serving", "routes", len(st.routes), "estate", st.estate != nil,
 		"identity", st.identity != nil, "data_dir", cfg.DataDir)
 	return srv.Run(ctx)

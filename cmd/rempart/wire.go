@@ -17,6 +17,7 @@ import (
 	"github.com/rempart/rempart/internal/gateway"
 	"github.com/rempart/rempart/internal/identity"
 	"github.com/rempart/rempart/internal/identity/users"
+	"github.com/rempart/rempart/internal/journal"
 	"github.com/rempart/rempart/internal/problem"
 	"github.com/rempart/rempart/internal/proxy"
 	"github.com/rempart/rempart/internal/session"
@@ -36,9 +37,13 @@ type stack struct {
 	sessions session.Store
 	users    *users.Memory
 	identity *identity.Provider
+	journal  journal.Store
+	guards   map[string]*protection // by upstream name
 	routes   []gateway.Route
 	ops      *http.ServeMux
 	closers  []func() error
+	// background runs for as long as the server does (journal replayers).
+	background []func(ctx context.Context)
 }
 
 func (s *stack) Close() error {
@@ -72,23 +77,31 @@ func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 		}
 	}
 
+	if s.journal, err = s.openJournal(ctx); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	s.closers = append(s.closers, s.journal.Close)
+
 	upstreams := map[string]http.Handler{}
+	s.guards = map[string]*protection{}
 	for _, u := range cfg.Upstreams {
+		var up http.Handler
 		if u.URL == config.InProcess {
 			if s.estate == nil {
 				return nil, fmt.Errorf("upstream %s is in-process but the estate is disabled", u.Name)
 			}
-			upstreams[u.Name] = proxy.WithTimeout(s.estate.Handler(), u.Timeout)
-			continue
+			up = s.estate.Handler()
+		} else {
+			base, err := url.Parse(u.URL)
+			if err != nil {
+				return nil, fmt.Errorf("upstream %s: %w", u.Name, err)
+			}
+			up = proxy.New(base, 0, log)
 		}
-		base, err := url.Parse(u.URL)
-		if err != nil {
+		upstreams[u.Name] = up
+		if s.guards[u.Name], err = s.newProtection(ctx, u.Name, up, u.Timeout); err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", u.Name, err)
 		}
-		upstreams[u.Name] = proxy.New(base, u.Timeout, log)
-	}
-	if s.identity != nil {
-		upstreams[config.IdentityUpstream] = s.identity.Handler()
 	}
 	if s.routes, err = s.buildRoutes(upstreams); err != nil {
 		return nil, err
@@ -181,6 +194,9 @@ func (a verifierAdapter) VerifyRequest(r *http.Request) (string, error) {
 	return c.Subject, err
 }
 
+// outboxStatusUpstream names the built-in handler of outbox status URLs.
+const outboxStatusUpstream = "outbox-status"
+
 // identityRoutes are the provider's endpoints and their tiers: token refresh
 // and discovery are IMPORTANT (existing sessions keep working), new logins are
 // SHEDDABLE (they wait in line during a surge).
@@ -219,8 +235,11 @@ func (s *stack) defaultRoutes() []config.Route {
 			if c.Tier == tier.Critical {
 				auth = "none" // partner networks: cards, ATMs, 3-D Secure, instant payments
 			}
-			out = append(out, config.Route{Name: c.Name, Match: c.Pattern, Tier: c.Tier.String(), Upstream: up, Auth: auth})
+			out = append(out, config.Route{Name: c.Name, Match: c.Pattern, Tier: c.Tier.String(), Upstream: up,
+				Auth: auth, Fallback: channelFallback(c.Name)})
 		}
+		out = append(out, config.Route{Name: "outbox-status", Match: "GET /v1/transfers/outbox/{key}",
+			Tier: "critical", Upstream: outboxStatusUpstream})
 	}
 	if s.identity != nil {
 		out = append(out, identityRoutes()...)
@@ -247,11 +266,23 @@ func (s *stack) buildRoutes(upstreams map[string]http.Handler) ([]gateway.Route,
 		if err != nil {
 			return nil, fmt.Errorf("route %s: %w", r.Name, err)
 		}
-		up, ok := upstreams[r.Upstream]
-		if !ok {
-			return nil, fmt.Errorf("route %s: upstream %q is not available", r.Name, r.Upstream)
+		var h http.Handler
+		switch {
+		case r.Upstream == outboxStatusUpstream:
+			h = s.guards[s.cfg.Upstreams[0].Name].outbox.StatusHandler()
+		case r.Upstream == config.IdentityUpstream:
+			if s.identity == nil {
+				return nil, fmt.Errorf("route %s: the identity provider is disabled", r.Name)
+			}
+			h = s.identity.Handler()
+		default:
+			up, ok := upstreams[r.Upstream]
+			if !ok {
+				return nil, fmt.Errorf("route %s: upstream %q is not available", r.Name, r.Upstream)
+			}
+			h = s.guards[r.Upstream].wrap(r.Fallback, r.Timeout, up)
 		}
-		h := gateway.Authenticate(verifier, mode)(up)
+		h = gateway.Authenticate(verifier, mode)(h)
 		routes = append(routes, gateway.Route{Name: r.Name, Pattern: r.Match, Tier: t, Upstream: h})
 	}
 	return routes, nil

@@ -58,6 +58,21 @@ type Config struct {
 	Identity Identity `yaml:"identity"`
 	// Sessions chooses where sessions and refresh-token families live.
 	Sessions Sessions `yaml:"sessions"`
+	// Journal chooses where stand-in decisions and outbox transfers are
+	// kept until they are replayed to the core.
+	Journal Journal `yaml:"journal"`
+}
+
+// Journal chooses the durable journal of stand-in decisions and outbox
+// transfers.
+type Journal struct {
+	// Backend is "sqlite" (default: data_dir/journal.db) or "postgres".
+	Backend string `yaml:"backend"`
+	// DatabaseURL is the PostgreSQL to use with backend postgres, e.g.
+	// postgres://postgres@127.0.0.1:5432/test?sslmode=disable.
+	DatabaseURL string `yaml:"database_url"`
+	// ReplayRate bounds replays to a recovering core, per second. Default 50.
+	ReplayRate float64 `yaml:"replay_rate"`
 }
 
 // Identity configures the built-in OpenID provider (served on the public
@@ -137,6 +152,15 @@ type Route struct {
 	// Auth is none (default), optional (a valid bearer token raises the
 	// request to the important tier) or required (401 without one).
 	Auth string `yaml:"auth"`
+	// Fallback is what answers when the upstream's breaker is open or the
+	// call fails: none (default: 503 with Retry-After), stale (last good
+	// answer, marked stale), standin (card/ATM stand-in processing within
+	// risk limits, journaled and replayed) or outbox (instant transfers
+	// accepted with 202 and executed exactly once later).
+	Fallback string `yaml:"fallback"`
+	// Timeout bounds one call before the fallback answers. Default: the
+	// upstream's timeout.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Default returns the configuration used when no file is given.
@@ -150,6 +174,12 @@ func (c *Config) setDefaults() {
 	if c.Identity.Enabled == nil {
 		on := true
 		c.Identity.Enabled = &on
+	}
+	if c.Journal.Backend == "" {
+		c.Journal.Backend = "sqlite"
+	}
+	if c.Journal.ReplayRate == 0 {
+		c.Journal.ReplayRate = 50
 	}
 	if c.Sessions.Backend == "" {
 		c.Sessions.Backend = "memory"
@@ -599,6 +629,14 @@ func (c *Config) validate() []*Error {
 		default:
 			bad(p+".auth", "%q must be none, optional or required", r.Auth)
 		}
+		switch r.Fallback {
+		case "", "none", "stale", "standin", "outbox":
+		default:
+			bad(p+".fallback", "%q must be none, stale, standin or outbox", r.Fallback)
+		}
+		if r.Timeout < 0 {
+			bad(p+".timeout", "must not be negative")
+		}
 	}
 	switch c.Sessions.Backend {
 	case "memory":
@@ -608,6 +646,18 @@ func (c *Config) validate() []*Error {
 		}
 	default:
 		bad("sessions.backend", "%q must be memory or redis", c.Sessions.Backend)
+	}
+	switch c.Journal.Backend {
+	case "sqlite":
+	case "postgres":
+		if u, err := url.Parse(c.Journal.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			bad("journal.database_url", "%q must be a postgres:// URL when backend is postgres", c.Journal.DatabaseURL)
+		}
+	default:
+		bad("journal.backend", "%q must be sqlite or postgres", c.Journal.Backend)
+	}
+	if !(c.Journal.ReplayRate > 0 && c.Journal.ReplayRate <= 100_000) {
+		bad("journal.replay_rate", "must be between 0 and 100000 per second")
 	}
 	if c.Sessions.MaxPerCustomer < 1 || c.Sessions.MaxPerCustomer > 1000 {
 		bad("sessions.max_per_customer", "must be between 1 and 1000")

@@ -242,3 +242,32 @@ func (t *InstantTransfer) Validate() *problem.Details {
 	}
 	return checkText("reference", t.Reference, false, 140)
 }
+
+// parse decodes and validates one channel body, as the channel itself does.
+func parse[T any, P interface {
+	*T
+	Validate() *problem.Details
+}](body []byte) (T, *problem.Details) {
+	var v T
+	if p := decodeBody(body, &v); p != nil {
+		return v, p
+	}
+	return v, P(&v).Validate()
+}
+
+// ParseCardAuthorization decodes and validates a card authorisation body
+// exactly as the channel does, for components that answer in the core's
+// place (stand-in processing).
+func ParseCardAuthorization(body []byte) (CardAuthorization, *problem.Details) {
+	return parse[CardAuthorization](body)
+}
+
+// ParseATMWithdrawal decodes and validates an ATM withdrawal body.
+func ParseATMWithdrawal(body []byte) (ATMWithdrawal, *problem.Details) {
+	return parse[ATMWithdrawal](body)
+}
+
+// ParseInstantTransfer decodes and validates an instant transfer body.
+func ParseInstantTransfer(body []byte) (InstantTransfer, *problem.Details) {
+	return parse[InstantTransfer](body)
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/rempart/rempart/internal/breaker"
+	"github.com/rempart/rempart/internal/estate"
+	"github.com/rempart/rempart/internal/journal"
+	"github.com/rempart/rempart/internal/journal/postgres"
+	"github.com/rempart/rempart/internal/journal/sqlite"
+	"github.com/rempart/rempart/internal/problem"
+)
+
+// protection is what stands between the routes and one upstream: its
+// breaker and the fallbacks its routes may switch to.
+type protection struct {
+	breaker *breaker.Breaker
+	standIn *breaker.StandIn
+	outbox  *breaker.Outbox
+	stale   *breaker.Stale
+	timeout time.Duration
+}
+
+func (s *stack) openJournal(ctx context.Context) (journal.Store, error) {
+	switch s.cfg.Journal.Backend {
+	case "postgres":
+		return postgres.Open(ctx, s.cfg.Journal.DatabaseURL, postgres.Options{})
+	default:
+		return sqlite.Open(ctx, filepath.Join(s.cfg.DataDir, "journal.db"))
+	}
+}
+
+// protect builds the breaker and fallbacks of one upstream, and the replayer
+// that delivers its journal once the upstream recovers.
+func (s *stack) newProtection(ctx context.Context, name string, up http.Handler, timeout time.Duration) (*protection, error) {
+	reg := s.metrics.Registry
+	br, err := breaker.New(breaker.Config{Upstream: name, Logger: s.log.With("component", "breaker")}, reg)
+	if err != nil {
+		return nil, err
+	}
+	p := &protection{breaker: br, stale: breaker.NewStale(breaker.StaleConfig{}), timeout: timeout}
+	p.standIn, err = breaker.NewStandIn(ctx, breaker.StandInConfig{
+		Journal: s.journal, Upstream: name, Decode: s.decodeStandIn, Encode: encodeStandIn,
+		Logger: s.log.With("component", "standin"), Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.outbox, err = breaker.NewOutbox(breaker.OutboxConfig{Journal: s.journal, Upstream: name,
+		Validate: validateTransfer, Logger: s.log.With("component", "outbox")})
+	if err != nil {
+		return nil, err
+	}
+	rp, err := journal.NewReplayer(journal.ReplayerConfig{Store: s.journal, Upstream: name,
+		Handler: br.Middleware(breaker.Route{Timeout: timeout})(up), Rate: s.cfg.Journal.ReplayRate,
+		OnComplete: p.standIn.Settle, Registerer: reg, Logger: s.log.With("component", "replay")})
+	if err != nil {
+		return nil, err
+	}
+	s.background = append(s.background, func(ctx context.Context) { rp.Run(ctx) })
+	return p, nil
+}
+
+// wrap puts a route behind its upstream's breaker with the named fallback.
+func (p *protection) wrap(fallback string, timeout time.Duration, next http.Handler) http.Handler {
+	if timeout == 0 {
+		timeout = p.timeout
+	}
+	rt := breaker.Route{Timeout: timeout}
+	switch fallback {
+	case "standin":
+		rt.Fallback = p.standIn
+	case "outbox":
+		rt.Fallback = p.outbox
+	case "stale":
+		rt.Fallback = p.stale
+	}
+	return p.breaker.Middleware(rt)(next)
+}
+
+// decodeStandIn reads a card authorisation or ATM withdrawal exactly as the
+// channel would, so stand-in never approves what the core would refuse as
+// malformed, and refuses cards the bank does not know.
+func (s *stack) decodeStandIn(r *http.Request, body []byte) (breaker.StandInRequest, error) {
+	var card, kind string
+	var amount int64
+	switch r.URL.Path {
+	case estate.PathCardAuthorize:
+		v, p := estate.ParseCardAuthorization(body)
+		if p != nil {
+			return breaker.StandInRequest{}, p
+		}
+		card, amount, kind = v.Card, v.Amount, "card"
+	case estate.PathATMWithdraw:
+		v, p := estate.ParseATMWithdrawal(body)
+		if p != nil {
+			return breaker.StandInRequest{}, p
+		}
+		card, amount, kind = v.Card, v.Amount, "atm"
+	default:
+		return breaker.StandInRequest{}, problem.New(http.StatusNotFound, "no-stand-in",
+			fmt.Sprintf("%s has no stand-in processing", r.URL.Path))
+	}
+	if s.estate != nil {
+		if _, ok := s.estate.Population().ByCard(card); !ok {
+			return breaker.StandInRequest{}, problem.New(http.StatusNotFound, "unknown-card",
+				"no account holds this card").WithField("card")
+		}
+	}
+	return breaker.StandInRequest{Card: card, Amount: amount, Kind: kind}, nil
+}
+
+// standInDecision is the channel's Decision with the stand-in marker, so a
+// terminal or an app can tell the bank answered without its core.
+type standInDecision struct {
+	estate.Decision
+	// Balance is unknown without the core: hide the embedded zero.
+	Balance *int64 `json:"balance,omitempty"`
+	StandIn bool   `json:"stand_in"`
+}
+
+func encodeStandIn(d breaker.StandInDecision) (int, []byte) {
+	b, _ := json.Marshal(standInDecision{estate.Decision{Approved: d.Approved, Reason: d.Reason,
+		Amount: d.Amount, At: d.At, Replayed: d.Replayed}, nil, true})
+	return http.StatusOK, b
+}
+
+func validateTransfer(_ *http.Request, body []byte) error {
+	if _, p := estate.ParseInstantTransfer(body); p != nil {
+		return p
+	}
+	return nil
+}
+
+// channelFallback is the fallback each estate channel gets by default.
+func channelFallback(name string) string {
+	switch name {
+	case "card-authorize", "atm-withdraw":
+		return "standin"
+	case "instant-transfer":
+		return "outbox"
+	case "accounts", "balance", "transactions", "documents", "parcel":
+		return "stale"
+	}
+	return "none"
+}
