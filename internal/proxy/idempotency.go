@@ -544,7 +544,13 @@ func readBody(r *http.Request, limit int64) (body []byte, whole bool, err error)
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, true, nil
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	// Sized from Content-Length when there is one, so a body is read into
+	// one allocation.
+	size := int64(512)
+	if r.ContentLength > 0 && r.ContentLength <= limit {
+		size = r.ContentLength + 1
+	}
+	b, err := readAtMost(r.Body, limit+1, size)
 	if err != nil {
 		return nil, false, err
 	}
@@ -559,6 +565,26 @@ func readBody(r *http.Request, limit int64) (body []byte, whole bool, err error)
 	r.Body, _ = r.GetBody()
 	r.ContentLength = int64(len(b))
 	return b, true, nil
+}
+
+// readAtMost reads up to n bytes of rd into a buffer of capacity size to
+// start with.
+func readAtMost(rd io.Reader, n, size int64) ([]byte, error) {
+	b := make([]byte, 0, min(size, n))
+	rd = io.LimitReader(rd, n)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		m, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // writeBodyError answers a request whose body could not be read.
