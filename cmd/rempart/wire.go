@@ -20,6 +20,7 @@ import (
 	"github.com/rempart/rempart/internal/journal"
 	"github.com/rempart/rempart/internal/problem"
 	"github.com/rempart/rempart/internal/proxy"
+	"github.com/rempart/rempart/internal/scrub"
 	"github.com/rempart/rempart/internal/session"
 	"github.com/rempart/rempart/internal/session/memory"
 	sessionredis "github.com/rempart/rempart/internal/session/redis"
@@ -37,6 +38,7 @@ type stack struct {
 	sessions session.Store
 	users    *users.Memory
 	identity *identity.Provider
+	scrubber *scrub.Scrubber
 	journal  journal.Store
 	guards   map[string]*protection // by upstream name
 	routes   []gateway.Route
@@ -71,6 +73,11 @@ func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 		s.ops.Handle("/ops/estate/", s.estate.OpsHandler())
 	}
 
+	if cfg.ScrubEnabled() {
+		if err := s.buildScrubber(); err != nil {
+			return nil, fmt.Errorf("scrub: %w", err)
+		}
+	}
 	if cfg.IdentityEnabled() {
 		if err := s.buildIdentity(ctx); err != nil {
 			return nil, err
@@ -140,10 +147,14 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 	if s.estate != nil {
 		sms = outboxSender{s.estate.SMS()}
 	}
-	s.identity, err = identity.New(ctx, identity.Config{
+	icfg := identity.Config{
 		Issuer: issuer, DataDir: cfg.DataDir, Sessions: s.sessions, Users: s.users,
 		DerivedCustomers: cfg.Estate.Customers, SMS: sms, Logger: s.log.With("component", "identity"),
-	})
+	}
+	if s.scrubber != nil {
+		icfg.Observer, icfg.Limiter = s.scrubber, s.scrubber
+	}
+	s.identity, err = identity.New(ctx, icfg)
 	if err != nil {
 		return err
 	}
@@ -208,8 +219,9 @@ func identityRoutes() []config.Route {
 		{Name: "oidc-token", Match: "POST /oauth/token", Tier: "important", Upstream: up},
 		{Name: "oidc-authorize", Match: "/oauth/authorize", Tier: "sheddable", Upstream: up},
 		{Name: "oidc-endpoints", Match: "/oauth/", Tier: "important", Upstream: up},
-		{Name: "login", Match: "/login", Tier: "sheddable", Upstream: up},
-		{Name: "login-steps", Match: "/login/", Tier: "sheddable", Upstream: up},
+		{Name: "login", Match: "GET /login", Tier: "sheddable", Upstream: up},
+		{Name: identity.RouteLoginPassword, Match: "POST /login/password", Tier: "sheddable", Upstream: up},
+		{Name: identity.RouteLoginOTP, Match: "POST /login/otp", Tier: "sheddable", Upstream: up},
 		{Name: "demo-app", Match: "/demo/", Tier: "sheddable", Upstream: up},
 	}
 }
@@ -281,6 +293,9 @@ func (s *stack) buildRoutes(upstreams map[string]http.Handler) ([]gateway.Route,
 				return nil, fmt.Errorf("route %s: upstream %q is not available", r.Name, r.Upstream)
 			}
 			h = s.guards[r.Upstream].wrap(r.Fallback, r.Timeout, up)
+		}
+		if s.scrubber != nil {
+			h = s.scrubber.Middleware(h)
 		}
 		h = gateway.Authenticate(verifier, mode)(h)
 		routes = append(routes, gateway.Route{Name: r.Name, Pattern: r.Match, Tier: t, Upstream: h})

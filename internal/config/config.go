@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/http"
 	"net/url"
 	"os"
@@ -61,7 +62,28 @@ type Config struct {
 	// Journal chooses where stand-in decisions and outbox transfers are
 	// kept until they are replayed to the core.
 	Journal Journal `yaml:"journal"`
+	// Scrub configures L7 scrubbing: attack detection, rate limits,
+	// proof-of-work and clearances.
+	Scrub Scrub `yaml:"scrub"`
 }
+
+// Scrub configures the traffic scrubber in front of every route.
+type Scrub struct {
+	// Enabled runs the scrubber. Default true.
+	Enabled *bool `yaml:"enabled"`
+	// TrustedProxies are CIDR prefixes of load balancers whose
+	// X-Forwarded-For is believed; from anyone else it is ignored.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// PartnerPrefixes are CIDR prefixes of the card, ATM and 3-D Secure
+	// networks: never challenged or rate limited.
+	PartnerPrefixes []string `yaml:"partner_prefixes"`
+	// RedisURL, when set, shares rate limits between gateways through Redis
+	// (falling back to local limits if Redis is lost).
+	RedisURL string `yaml:"redis_url"`
+}
+
+// ScrubEnabled reports whether the scrubber runs.
+func (c *Config) ScrubEnabled() bool { return c.Scrub.Enabled == nil || *c.Scrub.Enabled }
 
 // Journal chooses the durable journal of stand-in decisions and outbox
 // transfers.
@@ -646,6 +668,21 @@ func (c *Config) validate() []*Error {
 		}
 	default:
 		bad("sessions.backend", "%q must be memory or redis", c.Sessions.Backend)
+	}
+	for _, l := range []struct {
+		field string
+		list  []string
+	}{{"scrub.trusted_proxies", c.Scrub.TrustedProxies}, {"scrub.partner_prefixes", c.Scrub.PartnerPrefixes}} {
+		for i, p := range l.list {
+			if _, err := netip.ParsePrefix(p); err != nil {
+				bad(fmt.Sprintf("%s[%d]", l.field, i), "%q is not a CIDR prefix such as 10.0.0.0/8", p)
+			}
+		}
+	}
+	if c.Scrub.RedisURL != "" {
+		if u, err := url.Parse(c.Scrub.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			bad("scrub.redis_url", "%q must be a redis:// or rediss:// URL", c.Scrub.RedisURL)
+		}
 	}
 	switch c.Journal.Backend {
 	case "sqlite":

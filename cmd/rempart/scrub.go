@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/rempart/rempart/internal/identity"
+	"github.com/rempart/rempart/internal/scrub"
+	"github.com/rempart/rempart/internal/scrub/clock"
+	"github.com/rempart/rempart/internal/scrub/ratelimit"
+)
+
+// buildScrubber makes the scrubber that stands in front of every route. It
+// is built before the identity provider, which reports logins to it; the
+// device-cookie hook reaches the provider once it exists.
+func (s *stack) buildScrubber() error {
+	cfg := s.cfg.Scrub
+	parse := func(field string, in []string) ([]netip.Prefix, error) {
+		var out []netip.Prefix
+		for i, p := range in {
+			pf, err := netip.ParsePrefix(p)
+			if err != nil {
+				return nil, fmt.Errorf("scrub.%s[%d]: %w", field, i, err)
+			}
+			out = append(out, pf)
+		}
+		return out, nil
+	}
+	trusted, err := parse("trusted_proxies", cfg.TrustedProxies)
+	if err != nil {
+		return err
+	}
+	partners, err := parse("partner_prefixes", cfg.PartnerPrefixes)
+	if err != nil {
+		return err
+	}
+	opts := scrub.Options{
+		TrustedProxies:  trusted,
+		PartnerPrefixes: partners,
+		LoginRoutes:     []string{identity.RouteLoginPassword, identity.RouteLoginOTP},
+		InsecureCookies: true, // the default listener is plain HTTP on loopback
+		Device: func(r *http.Request) bool {
+			if s.identity == nil {
+				return false
+			}
+			_, ok := s.identity.DeviceCookieAccount(r)
+			return ok
+		},
+		Logger:     s.log.With("component", "scrub"),
+		Registerer: s.metrics.Registry,
+	}
+	if cfg.RedisURL != "" {
+		ro, err := goredis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("scrub.redis_url: %w", err)
+		}
+		rc := goredis.NewClient(ro)
+		s.closers = append(s.closers, rc.Close)
+		local := ratelimit.NewLocal(clock.System{}, ratelimit.LocalOptions{})
+		opts.Limiter = ratelimit.NewShared(ratelimit.NewRedis(rc, "rempart:scrub:"), local, clock.System{}, ratelimit.SharedOptions{})
+	}
+	if s.scrubber, err = scrub.New(opts); err != nil {
+		return err
+	}
+	s.ops.Handle("/ops/scrub/", s.scrubber.OpsHandler())
+	return nil
+}
