@@ -52,6 +52,9 @@ type Config struct {
 	// Limiter may refuse a login attempt before the password is checked;
 	// nil allows all.
 	Limiter LoginLimiter
+	// Passkeys configures WebAuthn passkeys as the second factor (see
+	// PasskeyConfig); the zero value derives them from the issuer.
+	Passkeys PasskeyConfig
 	// Logger receives the provider's logs; nil discards them.
 	Logger *slog.Logger
 

@@ -305,25 +305,42 @@ func (p *Provider) loginPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.observe(RouteLoginPassword, addr, account, true, device)
-	code := newOTP()
+	if p.offerPasskey(w, r, a, u, device, lang) {
+		return
+	}
 	err = p.pending.update(a.id, func(s *authRequest) error {
 		uu := u
 		s.user, s.device = &uu, device
-		s.setOTP(code, p.cfg.Now().Add(p.cfg.OTPTTL))
 		return nil
 	})
+	if err == nil {
+		err = p.sendOTP(r, a.id, u, lang)
+	}
 	if err != nil {
 		p.expired(w, lang)
 		return
 	}
+	p.render(w, http.StatusOK, pageData{Lang: lang, Step: "otp", ID: a.id, Hint: otpHint(lang, &u)})
+}
+
+// sendOTP sets a fresh code on the login and sends it to u by SMS.
+func (p *Provider) sendOTP(r *http.Request, id string, u users.User, lang string) error {
+	code := newOTP()
+	err := p.pending.update(id, func(s *authRequest) error {
+		s.setOTP(code, p.cfg.Now().Add(p.cfg.OTPTTL))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	if p.cfg.SMS != nil {
-		if err := p.cfg.SMS.Send(r.Context(), u.Phone, fmt.Sprintf(t["sms"], code)); err != nil {
-			p.log.ErrorContext(r.Context(), "send login code", slog.String("account", account), slog.Any("err", err))
+		if err := p.cfg.SMS.Send(r.Context(), u.Phone, fmt.Sprintf(messages[lang]["sms"], code)); err != nil {
+			p.log.ErrorContext(r.Context(), "send login code", slog.String("account", u.ID), slog.Any("err", err))
 		}
 	} else {
-		p.log.WarnContext(r.Context(), "no SMS sender configured; login code dropped", slog.String("account", account))
+		p.log.WarnContext(r.Context(), "no SMS sender configured; login code dropped", slog.String("account", u.ID))
 	}
-	p.render(w, http.StatusOK, pageData{Lang: lang, Step: "otp", ID: a.id, Hint: otpHint(lang, &u)})
+	return nil
 }
 
 func newOTP() string {
@@ -394,18 +411,18 @@ func (p *Provider) loginOTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.observe(RouteLoginOTP, addr, u.ID, true, device)
 	p.log.InfoContext(r.Context(), "login", slog.String("account", u.ID), slog.String("client", addr.String()), slog.Bool("device", device))
-	p.startBrowserSession(w, r, u)
+	p.startBrowserSession(w, r, u, []string{"pwd", "otp", "mfa"})
 	p.setDeviceCookie(w, u.ID)
 	http.Redirect(w, r, PathAuthorize+"/callback?id="+url.QueryEscape(a.id), http.StatusSeeOther)
 }
 
 // startBrowserSession records the login in the session store so this
 // browser's next authorization request skips the form.
-func (p *Provider) startBrowserSession(w http.ResponseWriter, r *http.Request, u users.User) {
+func (p *Provider) startBrowserSession(w http.ResponseWriter, r *http.Request, u users.User, amr []string) {
 	now := p.cfg.Now()
 	sid := randomID(24)
 	s := session.Session{
-		ID: browserPrefix + sid, Subject: u.ID, AMR: []string{"pwd", "otp", "mfa"},
+		ID: browserPrefix + sid, Subject: u.ID, AMR: amr,
 		CreatedAt: now, ExpiresAt: now.Add(p.cfg.BrowserSessionTTL),
 		Attrs: map[string]string{attrName: u.Name, attrPhone: u.Phone, attrEmail: u.Email,
 			attrAuthTime: strconv.FormatInt(now.Unix(), 10)},

@@ -37,7 +37,8 @@ type Provider struct {
 	verifier  *Verifier
 	revs      *Revocations
 	deviceKey []byte
-	refKey    []byte // MAC key of in-process token references (token.go)
+	refKey    []byte    // MAC key of in-process token references (token.go)
+	passkeys  *passkeys // nil when passkeys are off (passkey.go)
 	op        *op.Provider
 	handler   http.Handler
 }
@@ -79,6 +80,9 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	}
 	if p.refKey, err = loadSecret("", ""); err != nil {
 		return nil, err
+	}
+	if p.passkeys, err = newPasskeys(cfg, keyDir); err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
 	}
 	if p.sessions == nil {
 		m, err := memory.Open(ctx, memory.Options{})
@@ -206,6 +210,7 @@ func (p *Provider) routes() http.Handler {
 	mux.HandleFunc("GET "+PathLogin, p.loginPage)
 	mux.HandleFunc("POST "+PathLogin+"/password", p.loginPassword)
 	mux.HandleFunc("POST "+PathLogin+"/otp", p.loginOTP)
+	p.passkeyRoutes(mux)
 	mux.HandleFunc("GET /demo/{$}", p.demoPage)
 	mux.HandleFunc("GET /demo/callback", p.demoPage)
 	return mux
