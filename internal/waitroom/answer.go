@@ -1,0 +1,258 @@
+package waitroom
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rempart/rempart/internal/problem"
+)
+
+// cookieName carries the ticket for browsers, which cannot be told to send a
+// header; it is accepted exactly like the Rempart-Ticket header.
+const cookieName = "rempart_ticket"
+
+func (r *Room) cookie(req *http.Request, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name:     cookieName,
+		Value:    value,
+		Path:     "/",
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   req.TLS != nil || r.opts.SecureCookie,
+		SameSite: http.SameSiteLaxMode,
+	}
+}
+
+// seconds renders a wait as whole seconds, at least one: what Retry-After
+// can say.
+func seconds(d time.Duration) int { return max(1, int(math.Ceil(d.Seconds()))) }
+
+// Header marks every answer the room gives itself (waiting, full) with what
+// it is, so the gateway can tell them from the backend's own 503s: a status
+// page that counted customers waiting their turn as failures would call the
+// login channel down in the middle of a surge it is handling.
+const Header = "Rempart-Waiting-Room"
+
+// TurnedAway says whether a response's headers are the room's own answer
+// (waiting or full) rather than the backend's.
+func TurnedAway(h http.Header) bool { return h.Get(Header) != "" }
+
+func noStore(h http.Header) {
+	// A waiting answer is personal (it carries a ticket) and stale a second
+	// later: no cache may keep it.
+	h.Set("Cache-Control", "no-store")
+	h.Add("Vary", "Accept, Accept-Language, Cookie, Rempart-Ticket")
+}
+
+// writeWaiting answers a client in the line: 503 with its ticket, position
+// and estimate, as problem+json for apps (the client SDK follows it) or as a
+// page that reloads itself for browsers.
+func (r *Room) writeWaiting(w http.ResponseWriter, req *http.Request, d decision) {
+	h := w.Header()
+	poll := seconds(d.pollAfter)
+	h.Set("Retry-After", strconv.Itoa(poll))
+	h.Set("Rempart-Ticket", d.ticket)
+	h.Set(Header, "waiting")
+	noStore(h)
+	if prefersHTML(req.Header.Get("Accept")) {
+		http.SetCookie(w, r.cookie(req, d.ticket, int(r.opts.TicketTTL/time.Second)))
+		r.writePage(w, language(req.Header.Get("Accept-Language")), page{Position: d.position, Wait: d.eta, Poll: poll})
+		return
+	}
+	// Rounded up to a tenth of a second: an estimate may be late, never early.
+	eta := math.Ceil(d.eta.Seconds()*10) / 10
+	p := problem.New(http.StatusServiceUnavailable, "waiting-room", fmt.Sprintf(
+		"Many customers are signing in: you are number %d in line, estimated wait %.0f s. "+
+			"Send the same request again after %d s with the header Rempart-Ticket.",
+		d.position, math.Ceil(eta), poll))
+	p.Title = "Waiting room"
+	p.With("ticket", d.ticket).
+		With("position", d.position).
+		With("estimated_wait_seconds", eta).
+		With("poll_after_seconds", poll)
+	problem.Write(w, p)
+}
+
+// writeFull answers a newcomer when the line is at MaxWaiting.
+func (r *Room) writeFull(w http.ResponseWriter, req *http.Request, d decision) {
+	h := w.Header()
+	retry := seconds(d.retryAfter)
+	h.Set("Retry-After", strconv.Itoa(retry))
+	h.Set(Header, "full")
+	noStore(h)
+	if prefersHTML(req.Header.Get("Accept")) {
+		r.writePage(w, language(req.Header.Get("Accept-Language")), page{Full: true, Poll: retry})
+		return
+	}
+	p := problem.New(http.StatusServiceUnavailable, "waiting-room-full", fmt.Sprintf(
+		"The waiting room is full. Try again in %d s.", retry))
+	p.Title = "Waiting room full"
+	p.With("poll_after_seconds", retry)
+	problem.Write(w, p)
+}
+
+// prefersHTML says whether an Accept header ranks an HTML page above JSON.
+// A wildcard alone counts for neither, so curl and SDKs (*/* or JSON) get the
+// problem document and browsers (text/html first) the page.
+func prefersHTML(accept string) bool {
+	var qHTML, qJSON float64
+	for part := range strings.SplitSeq(accept, ",") {
+		typ, q := mediaRange(part)
+		switch typ {
+		case "text/html", "application/xhtml+xml":
+			qHTML = max(qHTML, q)
+		case "application/json", "application/problem+json", "application/*":
+			qJSON = max(qJSON, q)
+		}
+	}
+	return qHTML > 0 && qHTML >= qJSON
+}
+
+// mediaRange splits "type/sub;q=0.8;..." into the lower-case range and its
+// quality (1 when absent or unreadable, as RFC 9110 makes it the default).
+func mediaRange(s string) (string, float64) {
+	typ, params, _ := strings.Cut(s, ";")
+	q := 1.0
+	for p := range strings.SplitSeq(params, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f >= 0 && f <= 1 {
+				q = f
+			}
+		}
+	}
+	return strings.ToLower(strings.TrimSpace(typ)), q
+}
+
+// language picks French or English from Accept-Language, French when the
+// client states no preference between them: the bank's customers are French.
+func language(acceptLanguage string) string {
+	best, bestQ := "fr", 0.0
+	for part := range strings.SplitSeq(acceptLanguage, ",") {
+		tag, q := mediaRange(part)
+		base, _, _ := strings.Cut(tag, "-")
+		if (base == "fr" || base == "en") && q > bestQ {
+			best, bestQ = base, q
+		}
+	}
+	return best
+}
+
+// page is what the waiting page shows.
+type page struct {
+	Full     bool
+	Position int
+	Wait     time.Duration
+	Poll     int
+}
+
+// text holds the page's words in one language.
+type text struct {
+	Lang, Title, Heading, Why, Position, Wait, Refresh, Keep, FullHeading, FullBody string
+	// How a wait is said: under a minute, about one minute, about %d minutes.
+	underMinute, oneMinute, minutes string
+}
+
+// waitFor says a wait in whole minutes: more precision than that would be
+// false.
+func (t text) waitFor(d time.Duration) string {
+	switch m := int(math.Round(d.Minutes())); {
+	case d < time.Minute:
+		return t.underMinute
+	case m <= 1:
+		return t.oneMinute
+	default:
+		return fmt.Sprintf(t.minutes, m)
+	}
+}
+
+var texts = map[string]text{
+	"fr": {
+		Lang:        "fr",
+		Title:       "Salle d'attente — connexion",
+		Heading:     "Vous êtes dans la file d'attente",
+		Why:         "Beaucoup de clients se connectent en même temps. Pour que chacun y parvienne, les connexions se font dans l'ordre d'arrivée.",
+		Position:    "Votre position dans la file",
+		Wait:        "Attente estimée",
+		Refresh:     "Cette page se met à jour d'elle-même toutes les %d secondes.",
+		Keep:        "Gardez-la ouverte : vous conservez votre place. Recharger la page ne vous fait pas avancer plus vite, ni reculer.",
+		FullHeading: "La file d'attente est complète",
+		FullBody:    "Trop de clients attendent déjà pour se connecter. Cette page réessaiera d'elle-même dans %d secondes.",
+		underMinute: "moins d'une minute",
+		oneMinute:   "environ 1 minute",
+		minutes:     "environ %d minutes",
+	},
+	"en": {
+		Lang:        "en",
+		Title:       "Waiting room — sign in",
+		Heading:     "You are in the waiting line",
+		Why:         "Many customers are signing in at the same time. So that everyone gets through, sign-ins are let in in order of arrival.",
+		Position:    "Your place in line",
+		Wait:        "Estimated wait",
+		Refresh:     "This page updates itself every %d seconds.",
+		Keep:        "Keep it open: you keep your place. Reloading it does not move you forward, nor back.",
+		FullHeading: "The waiting line is full",
+		FullBody:    "Too many customers are already waiting to sign in. This page will try again by itself in %d seconds.",
+		underMinute: "less than a minute",
+		oneMinute:   "about 1 minute",
+		minutes:     "about %d minutes",
+	},
+}
+
+// pageTmpl is a single self-contained page: no script, no external asset,
+// so it costs one small response and works with JavaScript off. The refresh
+// reloads the same address; the cookie carries the ticket.
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="{{.T.Lang}}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="{{.P.Poll}}">
+<title>{{.T.Title}}</title>
+<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;color:#111;background:#fff}
+dl{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem}dt{font-weight:600}dd{margin:0}</style>
+</head>
+<body>
+<main>
+{{if .P.Full}}<h1>{{.T.FullHeading}}</h1>
+<p>{{.FullBody}}</p>
+{{else}}<h1>{{.T.Heading}}</h1>
+<p>{{.T.Why}}</p>
+<dl>
+<dt>{{.T.Position}}</dt><dd>{{.P.Position}}</dd>
+<dt>{{.T.Wait}}</dt><dd>{{.Wait}}</dd>
+</dl>
+<p>{{.Refresh}}</p>
+<p>{{.T.Keep}}</p>
+{{end}}</main>
+</body>
+</html>
+`))
+
+func (r *Room) writePage(w http.ResponseWriter, lang string, p page) {
+	t := texts[lang]
+	var b bytes.Buffer
+	err := pageTmpl.Execute(&b, struct {
+		T                       text
+		P                       page
+		Wait, Refresh, FullBody string
+	}{t, p, t.waitFor(p.Wait), fmt.Sprintf(t.Refresh, p.Poll), fmt.Sprintf(t.FullBody, p.Poll)})
+	if err != nil {
+		// The template is fixed and its data plain: this cannot happen, but a
+		// waiting client must still get an answer it can follow.
+		problem.Error(w, http.StatusServiceUnavailable, "waiting-room", "waiting room page failed")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Language", lang)
+	h.Set("Content-Length", strconv.Itoa(b.Len()))
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write(b.Bytes())
+}

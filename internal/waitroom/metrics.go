@@ -1,0 +1,66 @@
+package waitroom
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	admitted     prometheus.Counter
+	issued       prometheus.Counter
+	rejectedBy   *prometheus.CounterVec
+	rejectedFull prometheus.Counter
+}
+
+// newMetrics creates the room's metrics and registers them, labelled with the
+// room's ID, on reg when it is not nil.
+func newMetrics(r *Room, reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		admitted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rempart_waitroom_admitted_total",
+			Help: "Requests let through to the backend, straight away or on a ticket (customers with a session, who bypass the room, are not counted).",
+		}),
+		issued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rempart_waitroom_issued_total",
+			Help: "Tickets issued: newcomers put in the line.",
+		}),
+		rejectedBy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rempart_waitroom_rejected_total",
+			Help: "Presented tickets refused (the client goes to the back of the line) and newcomers turned away (reason full).",
+		}, []string{"reason"}),
+	}
+	m.rejectedFull = m.rejectedBy.WithLabelValues("full")
+	for _, err := range []error{errMalformed, errForged, errExpired, errOtherRoom, errOtherClient, errReplayed, errUnknown} {
+		m.rejectedBy.WithLabelValues(err.Error())
+	}
+	if reg == nil {
+		return m
+	}
+	reg = prometheus.WrapRegistererWith(prometheus.Labels{"room": r.opts.ID}, reg)
+	reg.MustRegister(m.admitted, m.issued, m.rejectedBy,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rempart_waitroom_waiting",
+			Help: "Tickets in the line, not yet called.",
+		}, func() float64 { return float64(r.Stats().Waiting) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rempart_waitroom_admit_rate",
+			Help: "Measured admission rate, in logins per second.",
+		}, func() float64 { return r.Stats().AdmitRate }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rempart_waitroom_oldest_wait_seconds",
+			Help: "How long the head of the line has been waiting.",
+		}, func() float64 { return r.Stats().OldestWait.Seconds() }),
+	)
+	return m
+}
+
+// rejected counts a refused ticket by why it was refused.
+func (m *metrics) rejected(err error) {
+	for _, e := range []error{errMalformed, errForged, errExpired, errOtherRoom, errOtherClient, errReplayed, errUnknown} {
+		if errors.Is(err, e) {
+			m.rejectedBy.WithLabelValues(e.Error()).Inc()
+			return
+		}
+	}
+}
