@@ -448,6 +448,7 @@ func TestDefaultRP(t *testing.T) {
 		{"ops.bank.example:9090", "ops.bank.example", "https://ops.bank.example:9090", false},
 		{"10.0.0.5:9090", "", "", true},
 		{"nonsense", "", "", true},
+		{"127.0.0.1:bad", "", "", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.addr, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -91,15 +92,18 @@ func (o *Options) setDefaults() error {
 // address that is not loopback has no usable default: configure a name.
 func DefaultRP(opsAddr string) (rpID string, origins []string, err error) {
 	host, port, err := net.SplitHostPort(opsAddr)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
 	if err != nil {
-		return "", nil, fmt.Errorf("admin: ops address %q: %w", opsAddr, err)
+		return "", nil, fmt.Errorf("admin: ops listener address %q: %w", opsAddr, err)
 	}
 	ip := net.ParseIP(host)
 	switch {
 	case host == "" || host == "localhost" || (ip != nil && (ip.IsLoopback() || ip.IsUnspecified())):
 		return "localhost", []string{"http://localhost:" + port}, nil
 	case ip != nil:
-		return "", nil, fmt.Errorf("admin: ops address %q is an IP address; WebAuthn needs a host name: configure the relying-party id and origin", opsAddr)
+		return "", nil, fmt.Errorf("admin: ops listener address %q is an IP address; WebAuthn needs a host name: configure the relying-party id and origin", opsAddr)
 	default:
 		return host, []string{"https://" + net.JoinHostPort(host, port)}, nil
 	}
