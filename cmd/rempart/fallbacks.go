@@ -8,22 +8,34 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/rempart/rempart/client"
 	"github.com/rempart/rempart/internal/breaker"
 	"github.com/rempart/rempart/internal/estate"
 	"github.com/rempart/rempart/internal/journal"
 	"github.com/rempart/rempart/internal/journal/postgres"
 	"github.com/rempart/rempart/internal/journal/sqlite"
 	"github.com/rempart/rempart/internal/problem"
+	"github.com/rempart/rempart/internal/proxy"
 )
 
-// protection is what stands between the routes and one upstream: its
-// breaker and the fallbacks its routes may switch to.
+// protection is what stands between the routes and one upstream: the
+// fallbacks its routes may switch to, and a breaker per route. Breakers are
+// per route, not per upstream, because one upstream hides several back ends:
+// an upstream-wide breaker tripped by a dead core would also cut 3-D Secure,
+// which does not use the core — the cascade of the incident.
 type protection struct {
-	breaker *breaker.Breaker
-	standIn *breaker.StandIn
-	outbox  *breaker.Outbox
-	stale   *breaker.Stale
-	timeout time.Duration
+	s        *stack
+	upstream string
+	breakers map[string]*breaker.Breaker // by route
+	standIn  *breaker.StandIn
+	outbox   *breaker.Outbox
+	stale    *breaker.Stale
+	timeout  time.Duration
+	// replay answers a retried write from its first attempt's result;
+	// retrier makes the gateway's own bounded retries. They share one
+	// retry budget, so retries stay within 10 % of the load.
+	replay  *proxy.ReplayCache
+	retrier *proxy.Retrier
 }
 
 func (s *stack) openJournal(ctx context.Context) (journal.Store, error) {
@@ -39,11 +51,12 @@ func (s *stack) openJournal(ctx context.Context) (journal.Store, error) {
 // that delivers its journal once the upstream recovers.
 func (s *stack) newProtection(ctx context.Context, name string, up http.Handler, timeout time.Duration) (*protection, error) {
 	reg := s.metrics.Registry
-	br, err := breaker.New(breaker.Config{Upstream: name, Logger: s.log.With("component", "breaker")}, reg)
-	if err != nil {
-		return nil, err
-	}
-	p := &protection{breaker: br, stale: breaker.NewStale(breaker.StaleConfig{}), timeout: timeout}
+	budget := client.NewRetryBudget(client.BudgetConfig{})
+	p := &protection{s: s, upstream: name, breakers: map[string]*breaker.Breaker{},
+		stale: breaker.NewStale(breaker.StaleConfig{}), timeout: timeout,
+		replay:  proxy.NewReplayCache(proxy.ReplayOptions{Budget: budget, Registerer: reg}),
+		retrier: proxy.NewRetrier(proxy.RetryOptions{Budget: budget, Registerer: reg})}
+	var err error
 	p.standIn, err = breaker.NewStandIn(ctx, breaker.StandInConfig{
 		Journal: s.journal, Upstream: name, Decode: s.decodeStandIn, Encode: encodeStandIn,
 		Logger: s.log.With("component", "standin"), Registerer: reg,
@@ -53,6 +66,12 @@ func (s *stack) newProtection(ctx context.Context, name string, up http.Handler,
 	}
 	p.outbox, err = breaker.NewOutbox(breaker.OutboxConfig{Journal: s.journal, Upstream: name,
 		Validate: validateTransfer, Logger: s.log.With("component", "outbox")})
+	if err != nil {
+		return nil, err
+	}
+	// The replayer has its own breaker: a recovering core is probed by a
+	// few replays, not stampeded by all of them.
+	br, err := p.breaker("journal-replay")
 	if err != nil {
 		return nil, err
 	}
@@ -66,10 +85,27 @@ func (s *stack) newProtection(ctx context.Context, name string, up http.Handler,
 	return p, nil
 }
 
-// wrap puts a route behind its upstream's breaker with the named fallback.
-func (p *protection) wrap(fallback string, timeout time.Duration, next http.Handler) http.Handler {
+func (p *protection) breaker(route string) (*breaker.Breaker, error) {
+	if b, ok := p.breakers[route]; ok {
+		return b, nil
+	}
+	b, err := breaker.New(breaker.Config{Upstream: p.upstream + "/" + route,
+		Logger: p.s.log.With("component", "breaker", "route", route)}, p.s.metrics.Registry)
+	if err != nil {
+		return nil, err
+	}
+	p.breakers[route] = b
+	return b, nil
+}
+
+// wrap puts a route behind its own breaker with the named fallback.
+func (p *protection) wrap(route, fallback string, timeout time.Duration, next http.Handler) (http.Handler, error) {
 	if timeout == 0 {
 		timeout = p.timeout
+	}
+	br, err := p.breaker(route)
+	if err != nil {
+		return nil, err
 	}
 	rt := breaker.Route{Timeout: timeout}
 	switch fallback {
@@ -80,7 +116,8 @@ func (p *protection) wrap(fallback string, timeout time.Duration, next http.Hand
 	case "stale":
 		rt.Fallback = p.stale
 	}
-	return p.breaker.Middleware(rt)(next)
+	// Outside in: replay cache, breaker with its fallback, own retries.
+	return p.replay.Middleware(br.Middleware(rt)(p.retrier.Middleware(next))), nil
 }
 
 // decodeStandIn reads a card authorisation or ATM withdrawal exactly as the

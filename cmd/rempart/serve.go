@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"github.com/rempart/rempart/internal/estate/core"
 	"github.com/rempart/rempart/internal/gateway"
 	"github.com/rempart/rempart/internal/telemetry"
+	"github.com/rempart/rempart/internal/tier"
 )
 
 type serveFlags struct {
@@ -90,11 +92,18 @@ func serve(ctx context.Context, cfg *config.Config, started func(public, ops str
 		return err
 	}
 	defer st.Close()
-	gw, err := gateway.New(st.routes, gateway.Options{Logger: log, Metrics: st.metrics, MaxBodyBytes: cfg.MaxBodyBytes})
+	if err := st.admins.Bootstrap(os.Stderr); err != nil {
+		return err
+	}
+	routes := append(st.routes,
+		gateway.Route{Name: "status-page", Pattern: "GET /status", Tier: tier.Important, Upstream: http.HandlerFunc(st.board.ServeHTML)},
+		gateway.Route{Name: "status-json", Pattern: "GET /status.json", Tier: tier.Important, Upstream: http.HandlerFunc(st.board.ServeJSON)})
+	gw, err := gateway.New(routes, gateway.Options{Logger: log, Metrics: st.metrics, MaxBodyBytes: cfg.MaxBodyBytes,
+		Observers: []gateway.Observer{boardObserver{st.board}}})
 	if err != nil {
 		return err
 	}
-	srv := &gateway.Server{Public: gw, Ops: st.ops, Metrics: st.metrics.Handler(),
+	srv := &gateway.Server{Public: gw, Ops: st.admins.RequireAdmin(st.ops), Metrics: st.metrics.Handler(),
 		PublicAddr: cfg.Listen, OpsAddr: cfg.OpsListen, DrainTimeout: cfg.DrainTimeout, Logger: log}
 	if err := srv.Listen(); err != nil {
 		return err

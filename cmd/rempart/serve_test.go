@@ -18,6 +18,7 @@ import (
 
 // running is a running serve(): its addresses and how to stop it.
 type running struct {
+	dataDir     string
 	public, ops string // http://host:port
 	client      *http.Client
 	stop        func() error // cancels serve and returns its result
@@ -44,7 +45,7 @@ func startServe(t *testing.T, cfg *config.Config) *running {
 		cancel()
 		t.Fatalf("serve returned before listening: %v", err)
 	}
-	s := &running{public: "http://" + a[0], ops: "http://" + a[1], client: &http.Client{Transport: &http.Transport{}}}
+	s := &running{dataDir: cfg.DataDir, public: "http://" + a[0], ops: "http://" + a[1], client: &http.Client{Transport: &http.Transport{}}}
 	var once bool
 	var result error
 	s.stop = func() error {
@@ -82,6 +83,9 @@ func (s *running) do(t *testing.T, method, url, body string, hdr map[string]stri
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
+	if strings.HasPrefix(url, s.ops+"/ops/") && req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+s.opsToken(t))
+	}
 	res, err := s.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +113,11 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 		if res.Header.Get("X-Request-Id") == "" {
 			t.Error("no X-Request-Id on the response")
+		}
+		// A retry is answered by the gateway's replay cache (header) or, if
+		// it reached the estate, by the ledger (body): either way, once.
+		if res.Header.Get("Idempotent-Replayed") == "true" {
+			m["replayed"] = true
 		}
 		return res.StatusCode, m
 	}
@@ -317,4 +326,14 @@ func TestLoadConfig(t *testing.T) {
 			tt.check(t, c)
 		})
 	}
+}
+
+// opsToken is the ops API's automation token, as a script would read it.
+func (s *running) opsToken(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.dataDir, "admin", "ops-token"))
+	if err != nil {
+		t.Fatalf("ops token: %v", err)
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/rempart/rempart/internal/estate"
 	"github.com/rempart/rempart/internal/gateway"
 	"github.com/rempart/rempart/internal/identity"
+	"github.com/rempart/rempart/internal/identity/admin"
 	"github.com/rempart/rempart/internal/identity/users"
 	"github.com/rempart/rempart/internal/journal"
 	"github.com/rempart/rempart/internal/problem"
@@ -24,8 +25,10 @@ import (
 	"github.com/rempart/rempart/internal/session"
 	"github.com/rempart/rempart/internal/session/memory"
 	sessionredis "github.com/rempart/rempart/internal/session/redis"
+	"github.com/rempart/rempart/internal/status"
 	"github.com/rempart/rempart/internal/telemetry"
 	"github.com/rempart/rempart/internal/tier"
+	"github.com/rempart/rempart/internal/waitroom"
 )
 
 // stack is everything rempart serve runs, built from a config. Backends are
@@ -39,11 +42,16 @@ type stack struct {
 	users    *users.Memory
 	identity *identity.Provider
 	scrubber *scrub.Scrubber
-	journal  journal.Store
-	guards   map[string]*protection // by upstream name
-	routes   []gateway.Route
-	ops      *http.ServeMux
-	closers  []func() error
+	admins   *admin.Admins
+	room     *waitroom.Room
+	board    *status.Board
+	// routeUpstream names each route's upstream, for the status page.
+	routeUpstream map[string]string
+	journal       journal.Store
+	guards        map[string]*protection // by upstream name
+	routes        []gateway.Route
+	ops           *http.ServeMux
+	closers       []func() error
 	// background runs for as long as the server does (journal replayers).
 	background []func(ctx context.Context)
 }
@@ -84,6 +92,9 @@ func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 		}
 	}
 
+	if err := s.buildAdmin(); err != nil {
+		return nil, fmt.Errorf("ops admin: %w", err)
+	}
 	if s.journal, err = s.openJournal(ctx); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
@@ -110,8 +121,14 @@ func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 			return nil, fmt.Errorf("upstream %s: %w", u.Name, err)
 		}
 	}
+	if s.identity != nil {
+		s.room = waitroom.New(waitroom.Options{ID: "login", Registerer: s.metrics.Registry})
+	}
 	if s.routes, err = s.buildRoutes(upstreams); err != nil {
 		return nil, err
+	}
+	if err := s.buildBoard(); err != nil {
+		return nil, fmt.Errorf("status: %w", err)
 	}
 	return s, nil
 }
@@ -161,6 +178,27 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 	s.closers = append(s.closers, s.identity.Close)
 	s.ops.HandleFunc("GET /ops/identity/faults", s.identityFaults)
 	s.ops.HandleFunc("PUT /ops/identity/faults", s.identityFaults)
+	return nil
+}
+
+// buildAdmin puts phishing-proof admin login (WebAuthn only) in front of the
+// ops API, with a file-held automation token for scripts and drills.
+func (s *stack) buildAdmin() error {
+	rp, origins, err := admin.DefaultRP(s.cfg.OpsListen)
+	if err != nil {
+		return err
+	}
+	if s.cfg.OpsAuth == "none" {
+		s.log.Warn("ops API has no authentication (ops_auth: none): anyone who reaches the ops listener can switch faults and read SMS codes")
+	}
+	s.admins, err = admin.Open(filepath.Join(s.cfg.DataDir, "admin"), admin.Options{
+		Required: s.cfg.OpsAuth != "none", RPID: rp, Origins: origins, MachineToken: true,
+		Logger: s.log.With("component", "admin"),
+	})
+	if err != nil {
+		return err
+	}
+	s.ops.Handle(admin.PathPrefix, s.admins.Handler())
 	return nil
 }
 
@@ -269,7 +307,9 @@ func (s *stack) buildRoutes(upstreams map[string]http.Handler) ([]gateway.Route,
 		verifier = verifierAdapter{s.identity.Verifier()}
 	}
 	var routes []gateway.Route
+	s.routeUpstream = map[string]string{}
 	for _, r := range cfgRoutes {
+		s.routeUpstream[statusChannel(r.Name)] = r.Upstream
 		t, err := tier.Parse(r.Tier)
 		if err != nil {
 			return nil, fmt.Errorf("route %s: %w", r.Name, err)
@@ -287,12 +327,17 @@ func (s *stack) buildRoutes(upstreams map[string]http.Handler) ([]gateway.Route,
 				return nil, fmt.Errorf("route %s: the identity provider is disabled", r.Name)
 			}
 			h = s.identity.Handler()
+			if s.room != nil && statusChannel(r.Name) == loginChannel {
+				h = s.room.Middleware(h)
+			}
 		default:
 			up, ok := upstreams[r.Upstream]
 			if !ok {
 				return nil, fmt.Errorf("route %s: upstream %q is not available", r.Name, r.Upstream)
 			}
-			h = s.guards[r.Upstream].wrap(r.Fallback, r.Timeout, up)
+			if h, err = s.guards[r.Upstream].wrap(r.Name, r.Fallback, r.Timeout, up); err != nil {
+				return nil, fmt.Errorf("route %s: %w", r.Name, err)
+			}
 		}
 		if s.scrubber != nil {
 			h = s.scrubber.Middleware(h)

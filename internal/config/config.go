@@ -48,6 +48,12 @@ type Config struct {
 	// MaxBodyBytes caps request bodies at the gateway; larger bodies get 413.
 	// Default 65536.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// OpsAuth protects the ops API: "webauthn" (default) admits admins who
+	// logged in with a FIDO2 security key at /ops/admin/login, and scripts
+	// holding the automation token in data_dir/admin/ops-token (sent as
+	// Authorization: Bearer); "none" leaves the ops API open to anyone who
+	// can reach the ops listener (local development only).
+	OpsAuth string `yaml:"ops_auth"`
 	// Estate configures the simulated bank run in process.
 	Estate Estate `yaml:"estate"`
 	// Upstreams are the places routes forward to, by name.
@@ -223,6 +229,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
+	}
+	if c.OpsAuth == "" {
+		c.OpsAuth = "webauthn"
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 15 * time.Second
@@ -550,6 +559,9 @@ func (c *Config) validate() []*Error {
 		} else if _, err := net.LookupPort("tcp", port); err != nil {
 			bad(f.field, "%q has no valid port", f.addr)
 		}
+	}
+	if c.OpsAuth != "webauthn" && c.OpsAuth != "none" {
+		bad("ops_auth", "%q must be webauthn or none", c.OpsAuth)
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("log_format", "%q must be text or json", c.LogFormat)
