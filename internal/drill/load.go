@@ -1,0 +1,351 @@
+package drill
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rempart/rempart/client"
+)
+
+// engine sends one scenario's schedule to one arm, open loop: each request
+// leaves at its intended time whatever happened to the previous ones, and its
+// latency runs from that intended time. Nothing waits for a slot: an arrival
+// that finds MaxInFlight requests outstanding is counted as client-dropped.
+type engine struct {
+	s         *Scenario
+	rec       *recorder
+	targets   [][]Target // [pop][mix index]
+	channel   [][]int    // [pop][mix index] -> channel index
+	customers Customers
+	authorize func(*http.Request, Customer) // nil when the arm has no sessions
+
+	pooled  *http.Client     // keep-alive connections from the default address
+	sourced sources          // keep-alive connections per drawn source address
+	sdk     []*client.Client // [pop]: SDK clients of sdk populations on the default address
+	base    atomic.Pointer[string]
+	sem     chan struct{}
+	wg      sync.WaitGroup
+
+	ackMu sync.Mutex
+	acked []string // Idempotency-Keys of ledger writes answered 2xx
+}
+
+func newEngine(s *Scenario, rec *recorder, chIndex map[string]int, customers Customers) *engine {
+	e := &engine{s: s, rec: rec, customers: customers, sem: make(chan struct{}, s.MaxInFlight)}
+	for _, p := range s.Populations {
+		m := newMix(p.Requests)
+		var ts []Target
+		var cs []int
+		for _, n := range m.names {
+			t := s.targets[n]
+			ts = append(ts, t)
+			cs = append(cs, chIndex[t.Channel])
+		}
+		e.targets = append(e.targets, ts)
+		e.channel = append(e.channel, cs)
+	}
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	e.pooled = &http.Client{CheckRedirect: noRedirect, Transport: &http.Transport{
+		DialContext:         dialer.DialContext,
+		MaxIdleConnsPerHost: s.MaxInFlight,
+		IdleConnTimeout:     30 * time.Second,
+		DisableCompression:  true,
+	}}
+	return e
+}
+
+// setBase points the engine at an arm; SDK clients are made for it then
+// (requests carry absolute URLs, so a restarted arm needs none new).
+func (e *engine) setBase(base string) {
+	e.base.Store(&base)
+	if e.sdk != nil {
+		return
+	}
+	e.sdk = make([]*client.Client, len(e.s.Populations))
+	for i := range e.s.Populations {
+		if p := &e.s.Populations[i]; p.Retry.Policy == RetrySDK && p.Sources == 0 {
+			e.sdk[i] = newSDK(e.pooled, p, base)
+		}
+	}
+}
+
+func (e *engine) close() {
+	e.pooled.CloseIdleConnections()
+	e.sourced.close()
+}
+
+// run sends the whole schedule from start and returns once every request
+// sent has finished (each is bounded by its time-outs) or ctx is done.
+func (e *engine) run(ctx context.Context, start time.Time) {
+	sched := newSchedule(e.s)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	defer e.wg.Wait()
+	stopSweep := make(chan struct{})
+	defer close(stopSweep)
+	go func() {
+		t := time.NewTicker(sourceIdle / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopSweep:
+				return
+			case now := <-t.C:
+				e.sourced.sweep(now)
+			}
+		}
+	}()
+	for {
+		a, ok := sched.Next()
+		if !ok {
+			return
+		}
+		due := start.Add(a.at)
+		if wait := time.Until(due); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+		}
+		ch := e.channel[a.pop][a.target]
+		select {
+		case e.sem <- struct{}{}:
+			e.rec.offer(a, ch, time.Since(due), false)
+			e.wg.Add(1)
+			go e.send(ctx, a, ch, due)
+		default:
+			e.rec.offer(a, ch, time.Since(due), true)
+		}
+	}
+}
+
+// attempt is the result of one HTTP exchange.
+type attempt struct {
+	out        outcome
+	status     string
+	code       int
+	retryAfter time.Duration
+}
+
+// send makes one logical request: its attempts, as the population's retry
+// policy dictates, and records the final outcome.
+func (e *engine) send(ctx context.Context, a arrival, ch int, due time.Time) {
+	defer e.wg.Done()
+	p := &e.s.Populations[a.pop]
+	t := e.targets[a.pop][a.target]
+	d := &Draw{
+		Customer:     e.customers(a.customer),
+		Counterparty: e.customers(a.other),
+		Rand:         rand.New(rand.NewPCG(a.seed, a.seed^0x9e3779b97f4a7c15)),
+		Key:          "drill-" + strconv.FormatUint(a.seed, 16),
+	}
+	reqPath := t.expand(d)
+	var contentType string
+	var body []byte
+	if t.Body != nil {
+		contentType, body = t.Body(d)
+	}
+	var res attempt
+	n := 0
+	switch {
+	case p.Retry.Policy == RetrySDK && a.source >= 0:
+		res, n = e.viaSDK(ctx, e.sourced.sdk(a.source, p, *e.base.Load()), p, t, d, reqPath, contentType, body)
+	case p.Retry.Policy == RetrySDK:
+		res, n = e.viaSDK(ctx, e.sdk[a.pop], p, t, d, reqPath, contentType, body)
+	default:
+		hc := e.pooled
+		if a.source >= 0 {
+			hc = e.sourced.client(a.source)
+		}
+		for {
+			n++
+			res = e.attempt(ctx, hc, p, t, d, reqPath, contentType, body)
+			if res.out == outOK || ctx.Err() != nil || !retryable(p.Retry.Policy, res) {
+				break
+			}
+			wait, again := p.Retry.backoff(n, res.retryAfter, d.Rand)
+			if !again || !sleep(ctx, wait) {
+				break
+			}
+		}
+	}
+	latency := time.Since(due)
+	<-e.sem // free the slot before recording: recording may wait on a lock
+	if t.Ledger && res.out == outOK {
+		e.ackMu.Lock()
+		e.acked = append(e.acked, d.Key)
+		e.ackMu.Unlock()
+	}
+	e.rec.done(a, ch, result{out: res.out, status: res.status, latency: latency, attempts: n})
+}
+
+func (e *engine) attempt(ctx context.Context, client *http.Client, p *Population, t Target, d *Draw, reqPath, contentType string, body []byte) attempt {
+	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
+	defer cancel()
+	req, err := e.request(ctx, p, t, d, reqPath, contentType, body)
+	if err != nil {
+		return attempt{out: outError, status: "transport"}
+	}
+	resp, err := client.Do(req)
+	return classify(ctx, resp, err)
+}
+
+// request builds one request of a logical request; every attempt carries
+// the same Idempotency-Key.
+func (e *engine) request(ctx context.Context, p *Population, t Target, d *Draw, reqPath, contentType string, body []byte) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, t.Method, *e.base.Load()+reqPath, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", "rempart-drill/"+p.Name)
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if t.Method == http.MethodPost {
+		req.Header.Set("Idempotency-Key", d.Key)
+	}
+	if p.Session && e.authorize != nil {
+		e.authorize(req, d.Customer)
+	}
+	return req, nil
+}
+
+// classify reads an answer to its end and sorts it: 2xx is ok, a 429 or 503
+// with Retry-After is shed, anything else an error; no answer before ctx's
+// deadline is a time-out.
+func classify(ctx context.Context, resp *http.Response, err error) attempt {
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if err != nil {
+		switch {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			return attempt{out: outTimeout, status: "timeout"}
+		case errors.Is(err, client.ErrCircuitOpen):
+			return attempt{out: outError, status: "sdk_circuit_open"}
+		}
+		return attempt{out: outError, status: "transport"}
+	}
+	res := attempt{out: outError, status: strconv.Itoa(resp.StatusCode), code: resp.StatusCode}
+	switch {
+	case resp.StatusCode/100 == 2:
+		res.out = outOK
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
+		if ra, ok := parseRetryAfter(resp.Header.Get("Retry-After")); ok {
+			res.out, res.retryAfter = outShed, ra
+		}
+	}
+	return res
+}
+
+// viaSDK sends a logical request through the client/ SDK, as a bank app
+// built on it would: the SDK owns the retries (backoff, budget, breaker,
+// waiting room, proof of work) within the population's time-out, which
+// bounds the whole call like an app's deadline.
+func (e *engine) viaSDK(ctx context.Context, sdk *client.Client, p *Population, t Target, d *Draw, reqPath, contentType string, body []byte) (attempt, int) {
+	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
+	defer cancel()
+	var n atomic.Int64
+	ctx = context.WithValue(ctx, attemptsKey{}, &n)
+	req, err := e.request(ctx, p, t, d, reqPath, contentType, body)
+	if err != nil {
+		return attempt{out: outError, status: "transport"}, 1
+	}
+	resp, err := sdk.Do(ctx, req)
+	return classify(ctx, resp, err), max(int(n.Load()), 1)
+}
+
+// attemptsKey carries a per-call counter the counting transport increments,
+// since the SDK's own counters are per client, not per call.
+type attemptsKey struct{}
+
+type countingTransport struct{ http.RoundTripper }
+
+func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if n, ok := r.Context().Value(attemptsKey{}).(*atomic.Int64); ok {
+		n.Add(1)
+	}
+	return t.RoundTripper.RoundTrip(r)
+}
+
+// sdkMaxProofOfWork caps the proof-of-work the drill's SDK clients solve:
+// the SDK's default (24 bits, seconds of CPU) would have the generator
+// compete with the arm for this machine's two cores.
+const sdkMaxProofOfWork = 16
+
+// newSDK makes the SDK client of one app (one source address, or one
+// population on the default address).
+func newSDK(hc *http.Client, p *Population, base string) *client.Client {
+	return client.New(base,
+		client.WithHTTPClient(&http.Client{Transport: countingTransport{hc.Transport}, CheckRedirect: noRedirect}),
+		client.WithMaxAttempts(p.Retry.Attempts),
+		client.WithBackoff(p.Retry.Base, p.Retry.Cap),
+		client.WithMaxProofOfWork(sdkMaxProofOfWork),
+		client.WithUserAgent("rempart-drill/"+p.Name),
+	)
+}
+
+// retryable says whether a policy tries again after a failed attempt. Naive
+// apps retry anything; careful ones only what another attempt could fix.
+func retryable(policy string, a attempt) bool {
+	switch policy {
+	case RetryImmediate:
+		return true
+	case RetryBackoff:
+		return a.out != outError || a.code == 0 || a.code >= 500
+	}
+	return false
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+func parseRetryAfter(v string) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0), true
+	}
+	return 0, false
+}
+
+// sleep waits d or until ctx is done; it reports whether d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// acknowledged returns the keys of the ledger writes answered 2xx.
+func (e *engine) acknowledged() []string {
+	e.ackMu.Lock()
+	defer e.ackMu.Unlock()
+	return slices.Clone(e.acked)
+}

@@ -1,0 +1,97 @@
+package drill
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Metrics an SLO line can set.
+const (
+	MetricMinSuccess = "min_success"
+	MetricMaxP99     = "max_p99"
+)
+
+// judge evaluates the scenario's SLO lines on one arm's recorder; rec is nil
+// when the arm could not run, which fails every line that applies to it.
+func judge(s *Scenario, arm string, armErr string, rec *recorder, chans []ChannelInfo) []SLOResult {
+	var out []SLOResult
+	for _, o := range s.SLOs {
+		if o.Arm != "" && o.Arm != arm {
+			continue
+		}
+		sel := func(ph, ch, pop int) bool {
+			return o.Phase.has(s.Phases[ph].Name) && o.Channel.has(chans[ch].Name) && o.Population.has(s.Populations[pop].Name)
+		}
+		var got Counts
+		var lat Latency
+		if rec != nil {
+			h, c := rec.phaseHist(sel)
+			got, lat = c, summarise(h)
+		}
+		v := SLOResult{Line: o.line, Arm: arm, Offered: got.Offered}
+		note := func() string {
+			switch {
+			case armErr != "":
+				return "the arm did not run: " + armErr
+			case got.Offered == 0:
+				return "no requests in scope: nothing to judge"
+			}
+			return ""
+		}
+		if o.MinSuccess != nil {
+			v := v
+			v.Metric, v.Want, v.SLO = MetricMinSuccess, *o.MinSuccess, o.describe()
+			v.Got, _ = got.Success()
+			v.Note = note()
+			v.Pass = v.Note == "" && v.Got >= v.Want
+			out = append(out, v)
+		}
+		if o.MaxP99 != nil {
+			v := v
+			v.Metric, v.Want, v.SLO = MetricMaxP99, ms(*o.MaxP99), o.describe()
+			v.Got = lat.P99
+			v.Note = note()
+			if v.Note == "" && lat.N == 0 {
+				v.Note = "no request was answered: no latency to judge"
+			}
+			v.Pass = v.Note == "" && v.Got <= v.Want
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// describe puts an SLO line into words for the report.
+func (o SLO) describe() string {
+	var parts []string
+	sel := func(n Names, all string) string {
+		if len(n) == 0 {
+			return all
+		}
+		return strings.Join(n, ", ")
+	}
+	parts = append(parts, sel(o.Channel, "all channels"))
+	if len(o.Population) > 0 {
+		parts = append(parts, "for "+sel(o.Population, ""))
+	}
+	var want []string
+	if o.MinSuccess != nil {
+		want = append(want, fmt.Sprintf("success ≥ %s", pct(*o.MinSuccess)))
+	}
+	if o.MaxP99 != nil {
+		want = append(want, fmt.Sprintf("p99 ≤ %v", *o.MaxP99))
+	}
+	parts = append(parts, strings.Join(want, " and "))
+	parts = append(parts, "during "+sel(o.Phase, "the whole drill"))
+	return strings.Join(parts, " ")
+}
+
+// pct formats a share as a percentage with as many decimals as it needs.
+func pct(v float64) string {
+	s := fmt.Sprintf("%.2f", v*100)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s + " %"
+}
