@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rempart/rempart/client"
+	"github.com/rempart/rempart/internal/admission"
 	"github.com/rempart/rempart/internal/breaker"
 	"github.com/rempart/rempart/internal/estate"
 	"github.com/rempart/rempart/internal/journal"
@@ -36,6 +37,9 @@ type protection struct {
 	// retry budget, so retries stay within 10 % of the load.
 	replay  *proxy.ReplayCache
 	retrier *proxy.Retrier
+	// admit is the upstream's adaptive admission: it learns the upstream's
+	// capacity and serves tiers in order, with a share kept for CRITICAL.
+	admit *admission.Controller
 }
 
 func (s *stack) openJournal(ctx context.Context) (journal.Store, error) {
@@ -57,6 +61,9 @@ func (s *stack) newProtection(ctx context.Context, name string, up http.Handler,
 		replay:  proxy.NewReplayCache(proxy.ReplayOptions{Budget: budget, Registerer: reg}),
 		retrier: proxy.NewRetrier(proxy.RetryOptions{Budget: budget, Registerer: reg})}
 	var err error
+	if p.admit, err = admission.New(admission.Options{Name: name, Registerer: reg}); err != nil {
+		return nil, err
+	}
 	p.standIn, err = breaker.NewStandIn(ctx, breaker.StandInConfig{
 		Journal: s.journal, Upstream: name, Decode: s.decodeStandIn, Encode: encodeStandIn,
 		Logger: s.log.With("component", "standin"), Registerer: reg,
@@ -116,8 +123,9 @@ func (p *protection) wrap(route, fallback string, timeout time.Duration, next ht
 	case "stale":
 		rt.Fallback = p.stale
 	}
-	// Outside in: replay cache, breaker with its fallback, own retries.
-	return p.replay.Middleware(br.Middleware(rt)(p.retrier.Middleware(next))), nil
+	// Outside in: replay cache (a retry costs nothing), admission (shed
+	// before the upstream pays), breaker with its fallback, own retries.
+	return p.replay.Middleware(p.admit.Middleware(br.Middleware(rt)(p.retrier.Middleware(next)))), nil
 }
 
 // decodeStandIn reads a card authorisation or ATM withdrawal exactly as the

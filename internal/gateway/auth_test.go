@@ -69,3 +69,38 @@ func TestAuthenticate(t *testing.T) {
 		})
 	}
 }
+
+func TestDeadlineHeader(t *testing.T) {
+	var seen *request.Info
+	up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = request.From(r.Context()) })
+	g, err := New([]Route{{Name: "r", Pattern: "GET /r", Tier: tier.Normal, Upstream: up}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, header, value string
+		status              int
+		deadline            bool
+	}{
+		{"none", "", "", 200, false},
+		{"grpc timeout", "Grpc-Timeout", "250m", 200, true},
+		{"unix millis", "X-Request-Deadline", "4102444800000", 200, true},
+		{"malformed", "X-Request-Deadline", "tomorrow", 400, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seen = nil
+			r := httptest.NewRequest("GET", "/r", nil)
+			if tc.header != "" {
+				r.Header.Set(tc.header, tc.value)
+			}
+			w := httptest.NewRecorder()
+			g.ServeHTTP(w, r)
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
+			}
+			if tc.status == 200 && (seen == nil || !seen.Deadline.IsZero() != tc.deadline) {
+				t.Errorf("deadline recorded: %+v", seen)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/rempart/rempart/internal/admission"
 	"github.com/rempart/rempart/internal/problem"
 	"github.com/rempart/rempart/internal/request"
 	"github.com/rempart/rempart/internal/telemetry"
@@ -127,7 +128,13 @@ func (g *Gateway) wrap(rt Route) http.Handler {
 
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 		var abort any
-		if r.ContentLength > g.maxBody {
+		dl, hasDeadline, dlErr := admission.ParseDeadline(r.Header, start)
+		if hasDeadline {
+			info.Deadline = dl
+		}
+		if dlErr != nil {
+			problem.Write(rec, problem.New(http.StatusBadRequest, "invalid-deadline", dlErr.Error()).WithField(admission.DeadlineHeader))
+		} else if r.ContentLength > g.maxBody {
 			problem.Write(rec, problem.New(http.StatusRequestEntityTooLarge, "body-too-large",
 				fmt.Sprintf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, g.maxBody)))
 		} else {
