@@ -34,6 +34,9 @@ type Endpoints struct {
 	// drill's own process (an in-process arm, whose figures then include
 	// the load generator).
 	PID int
+	// OpsToken, when set, is sent as "Authorization: Bearer" on every ops
+	// API call (rempart serve's ops API wants its automation token).
+	OpsToken string
 }
 
 // Authorizer is implemented by arms whose returning customers hold a
@@ -63,6 +66,7 @@ const opsTimeout = 5 * time.Second
 // ops talks to an arm's estate ops API.
 type ops struct {
 	base   string
+	token  string // bearer token for every call; empty sends none
 	client *http.Client
 	settle time.Duration // how long a failing ledger check is repeated
 }
@@ -148,6 +152,9 @@ func (o ops) do(ctx context.Context, method, path string, body []byte) ([]byte, 
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if o.token != "" {
+		req.Header.Set("Authorization", "Bearer "+o.token)
 	}
 	resp, err := o.client.Do(req)
 	if err != nil {

@@ -240,7 +240,7 @@ func (r *armRun) setEndpoints(eps Endpoints) error {
 	r.eng.setBase(pub)
 	// The ops API gets its own connections: a fault must not queue behind
 	// the load it is meant to disturb.
-	r.ops.Store(&ops{base: opsURL, client: &http.Client{Transport: &http.Transport{DisableCompression: true}}, settle: checkSettle})
+	r.ops.Store(&ops{base: opsURL, token: eps.OpsToken, client: &http.Client{Transport: &http.Transport{DisableCompression: true}}, settle: checkSettle})
 	r.pid.Store(int64(eps.PID))
 	return nil
 }

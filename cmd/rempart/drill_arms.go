@@ -1,0 +1,345 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rempart/rempart/internal/drill"
+)
+
+// The drill's arms run as child processes of the drill, so that each arm's
+// CPU and memory are its own (Endpoints.PID) and not the load generator's.
+//
+//   - rempart: the real `rempart serve` (gateway, scrubber, waiting room,
+//     replay cache, breakers and fallbacks, identity provider) in front of its
+//     in-process simulated estate.
+//   - 2025: the architecture that failed. `rempart estate` alone: the same
+//     simulated bank (core capacity model, ledger, SMS gateway) with nothing in
+//     front of it — no admission, no breaker, no stand-in, no shedding, no
+//     scrubbing. Public points straight at the estate: the plain reverse proxy
+//     of 2025 added a hop and fixed time-outs but no protection, and it is not
+//     modelled. Token checks hitting the identity database on every request are
+//     not modelled either: the estate has no identity provider, so logins get
+//     404 (counted as failures) and customer requests carry no token. What the
+//     arm does reproduce is the core taking every request the clients send,
+//     retries included, through the slowdown and the lock contention.
+
+// drillBinEnv names the rempart binary the arms run; default os.Executable().
+// Tests set it, since the test binary is not rempart.
+const drillBinEnv = "REMPART_DRILL_BIN"
+
+// childReady bounds how long a child may take to answer /readyz 200.
+const childReady = 30 * time.Second
+
+// childStop is how long a SIGTERMed child has to exit before it is killed.
+const childStop = 10 * time.Second
+
+// drillBinary is the rempart binary to start: flag, then env, then self.
+func drillBinary(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if b := os.Getenv(drillBinEnv); b != "" {
+		return b, nil
+	}
+	return os.Executable()
+}
+
+// freePort returns a loopback address nobody listens on right now.
+func freePort() (string, error) {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// child is one rempart process with a fixed command line: a restart reuses
+// its data directory and ports.
+type child struct {
+	name    string // arm name, for messages
+	bin     string
+	args    []string
+	dir     string // data dir, also holds child.log and config.yaml
+	public  string // host:port
+	opsAddr string // host:port
+	token   func() (string, error)
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+	log  *os.File
+}
+
+// newChild prepares a child: a fresh data directory, two free ports and a
+// config file. extra are the subcommand's flags besides the common ones.
+func newChild(name, bin, sub string, customers int, cfg string) (*child, error) {
+	dir, err := os.MkdirTemp("", "rempart-drill-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	pub, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	ops, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	return &child{name: name, bin: bin, dir: dir, public: pub, opsAddr: ops,
+		args: []string{sub, "--config", cfgPath, "--listen", pub, "--ops-listen", ops, "--data-dir", data}}, nil
+}
+
+// start runs the process and waits until its /readyz answers 200.
+func (c *child) start(ctx context.Context) (drill.Endpoints, error) {
+	c.mu.Lock()
+	if c.log == nil {
+		f, err := os.OpenFile(filepath.Join(c.dir, "child.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			c.mu.Unlock()
+			return drill.Endpoints{}, err
+		}
+		c.log = f
+	}
+	cmd := exec.Command(c.bin, c.args...)
+	cmd.Stdout, cmd.Stderr = c.log, c.log
+	cmd.Env = os.Environ()
+	if err := cmd.Start(); err != nil {
+		c.mu.Unlock()
+		return drill.Endpoints{}, fmt.Errorf("%s: start %s: %w", c.name, c.bin, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	c.cmd, c.done = cmd, done
+	c.mu.Unlock()
+
+	if err := waitReady(ctx, "http://"+c.opsAddr+"/readyz", done); err != nil {
+		c.kill()
+		return drill.Endpoints{}, fmt.Errorf("%s: %w (log: %s)", c.name, err, filepath.Join(c.dir, "child.log"))
+	}
+	eps := drill.Endpoints{Public: "http://" + c.public, Ops: "http://" + c.opsAddr, PID: cmd.Process.Pid}
+	if c.token != nil {
+		tok, err := c.token()
+		if err != nil {
+			c.kill()
+			return drill.Endpoints{}, fmt.Errorf("%s: ops token: %w", c.name, err)
+		}
+		eps.OpsToken = tok
+	}
+	return eps, nil
+}
+
+func waitReady(ctx context.Context, url string, exited <-chan struct{}) error {
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(childReady)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := hc.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			return errors.New("exited before it was ready")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %s", childReady)
+		}
+	}
+}
+
+// kill SIGKILLs the process and waits for it.
+func (c *child) kill() {
+	c.mu.Lock()
+	cmd, done := c.cmd, c.done
+	c.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Kill()
+	<-done
+}
+
+// stop SIGTERMs the process, kills it after childStop, and removes the data
+// directory unless keep.
+func (c *child) stop(ctx context.Context) error {
+	c.mu.Lock()
+	cmd, done := c.cmd, c.done
+	c.mu.Unlock()
+	var err error
+	if cmd != nil {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(childStop):
+			err = fmt.Errorf("%s: still running %s after SIGTERM, killed", c.name, childStop)
+			c.kill()
+		case <-ctx.Done():
+			c.kill()
+			err = ctx.Err()
+		}
+		if err == nil {
+			if st := cmd.ProcessState; st != nil && !st.Success() {
+				err = fmt.Errorf("%s: %s (log: %s)", c.name, st, filepath.Join(c.dir, "child.log"))
+			}
+		}
+	}
+	if c.log != nil {
+		c.log.Close()
+	}
+	if err == nil {
+		os.RemoveAll(c.dir)
+	}
+	return err
+}
+
+// rempartArm runs `rempart serve` as a child process.
+type rempartArm struct {
+	bin       string
+	customers int
+	c         *child
+}
+
+// armConfig is the generated configuration of both arms. Partner networks
+// in the drill send from 127.0.0.1 (populations without `sources` use the
+// generator's pooled connections, which the kernel binds to 127.0.0.1 when
+// dialling 127.0.0.1); every other population sends from 127.64.0.0/10. So
+// 127.0.0.1/32 is the partners' prefix, and nothing else is in it.
+func armConfig(customers int) string {
+	return fmt.Sprintf(`# generated by rempart drill
+log_level: warn
+estate:
+  customers: %d
+scrub:
+  partner_prefixes: ["127.0.0.1/32"]
+`, customers)
+}
+
+func (a *rempartArm) Name() string { return "rempart" }
+
+func (a *rempartArm) Start(ctx context.Context) (drill.Endpoints, error) {
+	c, err := newChild("rempart", a.bin, "serve", a.customers, armConfig(a.customers))
+	if err != nil {
+		return drill.Endpoints{}, err
+	}
+	data := filepath.Join(c.dir, "data")
+	c.token = func() (string, error) {
+		b, err := os.ReadFile(filepath.Join(data, "admin", "ops-token"))
+		return strings.TrimSpace(string(b)), err
+	}
+	a.c = c
+	return c.start(ctx)
+}
+
+func (a *rempartArm) Stop(ctx context.Context) error {
+	if a.c == nil {
+		return nil
+	}
+	return a.c.stop(ctx)
+}
+
+// Switch takes the identity store fault through the ops API.
+func (a *rempartArm) Switch(ctx context.Context, fault string, on bool) error {
+	if fault != drill.FaultIdentityStoreStuck {
+		return fmt.Errorf("rempart arm: fault %s not supported", fault)
+	}
+	tok, err := a.c.token()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	body := fmt.Sprintf(`{"user_store_stuck":%t}`, on)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+a.c.opsAddr+"/ops/identity/faults", bytes.NewBufferString(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("PUT /ops/identity/faults: status %d: %.200s", resp.StatusCode, b)
+	}
+	return nil
+}
+
+// KillRestart SIGKILLs `rempart serve` and starts it again on the same data
+// directory and ports.
+func (a *rempartArm) KillRestart(ctx context.Context) (drill.Endpoints, error) {
+	a.c.kill()
+	return a.c.start(ctx)
+}
+
+// arm2025 runs `rempart estate` alone: see the comment at the top.
+type arm2025 struct {
+	bin       string
+	customers int
+	c         *child
+}
+
+func (a *arm2025) Name() string { return "2025" }
+
+func (a *arm2025) Start(ctx context.Context) (drill.Endpoints, error) {
+	c, err := newChild("2025", a.bin, "estate", a.customers, armConfig(a.customers))
+	if err != nil {
+		return drill.Endpoints{}, err
+	}
+	a.c = c
+	return c.start(ctx)
+}
+
+func (a *arm2025) Stop(ctx context.Context) error {
+	if a.c == nil {
+		return nil
+	}
+	return a.c.stop(ctx)
+}
+
+// KillRestart SIGKILLs the estate and starts it again on the same ledger.
+func (a *arm2025) KillRestart(ctx context.Context) (drill.Endpoints, error) {
+	a.c.kill()
+	return a.c.start(ctx)
+}
+
+// newArm returns the named arm.
+func newArm(name, bin string, customers int) (drill.Arm, error) {
+	switch name {
+	case "rempart":
+		return &rempartArm{bin: bin, customers: customers}, nil
+	case "2025":
+		return &arm2025{bin: bin, customers: customers}, nil
+	}
+	return nil, fmt.Errorf("--arms: unknown arm %q (have 2025, rempart)", name)
+}
