@@ -12,11 +12,14 @@ import (
 	"path/filepath"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/rempart/rempart/internal/config"
 	"github.com/rempart/rempart/internal/estate"
 	"github.com/rempart/rempart/internal/gateway"
 	"github.com/rempart/rempart/internal/identity"
 	"github.com/rempart/rempart/internal/identity/admin"
+	"github.com/rempart/rempart/internal/identity/revocation"
 	"github.com/rempart/rempart/internal/identity/users"
 	"github.com/rempart/rempart/internal/journal"
 	"github.com/rempart/rempart/internal/problem"
@@ -176,6 +179,21 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 		return err
 	}
 	s.closers = append(s.closers, s.identity.Close)
+	if cfg.Sessions.Backend == "redis" {
+		// Clustered: revocations reach every node through Redis pub/sub.
+		ro, err := goredis.ParseURL(cfg.Sessions.RedisURL)
+		if err != nil {
+			return fmt.Errorf("revocations: %w", err)
+		}
+		rc := goredis.NewClient(ro)
+		br, err := revocation.Start(ctx, rc, s.identity.Verifier().Revocations(),
+			revocation.Options{Logger: s.log.With("component", "revocations")})
+		if err != nil {
+			rc.Close()
+			return fmt.Errorf("revocations: %w", err)
+		}
+		s.closers = append(s.closers, rc.Close, br.Close) // run in reverse: the bridge flushes first
+	}
 	s.ops.HandleFunc("GET /ops/identity/faults", s.identityFaults)
 	s.ops.HandleFunc("PUT /ops/identity/faults", s.identityFaults)
 	return nil
