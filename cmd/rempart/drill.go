@@ -29,7 +29,7 @@ func newDrillCmd() *cobra.Command {
 		Long: `drill replays a scenario (default laposte-2025: holiday peak, botnet on the login
 path, retry storm, slow then deadlocked core, stuck identity store, recovery) against
 each arm in turn, with the same seeded load and the same faults, and writes
-results.json and report.html to --out.
+results.json, report.html and each arm's log (arm-NAME.log) to --out.
 
 Arms, each a child process of the drill on a fresh data directory:
   2025     rempart estate alone: the simulated bank with no protection in front
@@ -82,7 +82,7 @@ func runDrill(cmd *cobra.Command, f drillFlags) error {
 		if n = strings.TrimSpace(n); n == "" {
 			continue
 		}
-		a, err := newArm(n, bin, s.Customers)
+		a, err := newArm(n, bin, s.Customers, f.out)
 		if err != nil {
 			return err
 		}

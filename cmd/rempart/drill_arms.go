@@ -77,6 +77,7 @@ type child struct {
 	public  string // host:port
 	opsAddr string // host:port
 	token   func() (string, error)
+	logPath string // the child's stderr and stdout
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -86,7 +87,7 @@ type child struct {
 
 // newChild prepares a child: a fresh data directory, two free ports and a
 // config file. extra are the subcommand's flags besides the common ones.
-func newChild(name, bin, sub string, customers int, cfg string) (*child, error) {
+func newChild(name, bin, sub, logDir string, cfg string) (*child, error) {
 	dir, err := os.MkdirTemp("", "rempart-drill-"+name+"-")
 	if err != nil {
 		return nil, err
@@ -104,7 +105,15 @@ func newChild(name, bin, sub string, customers int, cfg string) (*child, error) 
 		return nil, err
 	}
 	data := filepath.Join(dir, "data")
-	return &child{name: name, bin: bin, dir: dir, public: pub, opsAddr: ops,
+	logPath := filepath.Join(dir, "child.log")
+	if logDir != "" {
+		if err := os.MkdirAll(logDir, 0o755); err != nil {
+			return nil, err
+		}
+		logPath = filepath.Join(logDir, "arm-"+name+".log")
+		os.Remove(logPath) // one run's log
+	}
+	return &child{name: name, bin: bin, dir: dir, public: pub, opsAddr: ops, logPath: logPath,
 		args: []string{sub, "--config", cfgPath, "--listen", pub, "--ops-listen", ops, "--data-dir", data}}, nil
 }
 
@@ -112,7 +121,7 @@ func newChild(name, bin, sub string, customers int, cfg string) (*child, error) 
 func (c *child) start(ctx context.Context) (drill.Endpoints, error) {
 	c.mu.Lock()
 	if c.log == nil {
-		f, err := os.OpenFile(filepath.Join(c.dir, "child.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		f, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			c.mu.Unlock()
 			return drill.Endpoints{}, err
@@ -133,7 +142,7 @@ func (c *child) start(ctx context.Context) (drill.Endpoints, error) {
 
 	if err := waitReady(ctx, "http://"+c.opsAddr+"/readyz", done); err != nil {
 		c.kill()
-		return drill.Endpoints{}, fmt.Errorf("%s: %w (log: %s)", c.name, err, filepath.Join(c.dir, "child.log"))
+		return drill.Endpoints{}, fmt.Errorf("%s: %w (log: %s)", c.name, err, c.logPath)
 	}
 	eps := drill.Endpoints{Public: "http://" + c.public, Ops: "http://" + c.opsAddr, PID: cmd.Process.Pid}
 	if c.token != nil {
@@ -207,7 +216,7 @@ func (c *child) stop(ctx context.Context) error {
 		}
 		if err == nil {
 			if st := cmd.ProcessState; st != nil && !st.Success() {
-				err = fmt.Errorf("%s: %s (log: %s)", c.name, st, filepath.Join(c.dir, "child.log"))
+				err = fmt.Errorf("%s: %s (log: %s)", c.name, st, c.logPath)
 			}
 		}
 	}
@@ -224,6 +233,7 @@ func (c *child) stop(ctx context.Context) error {
 type rempartArm struct {
 	bin       string
 	customers int
+	logDir    string // where the child's log goes; empty: its temp dir
 	c         *child
 }
 
@@ -245,7 +255,7 @@ scrub:
 func (a *rempartArm) Name() string { return "rempart" }
 
 func (a *rempartArm) Start(ctx context.Context) (drill.Endpoints, error) {
-	c, err := newChild("rempart", a.bin, "serve", a.customers, armConfig(a.customers))
+	c, err := newChild("rempart", a.bin, "serve", a.logDir, armConfig(a.customers))
 	if err != nil {
 		return drill.Endpoints{}, err
 	}
@@ -306,13 +316,14 @@ func (a *rempartArm) KillRestart(ctx context.Context) (drill.Endpoints, error) {
 type arm2025 struct {
 	bin       string
 	customers int
+	logDir    string
 	c         *child
 }
 
 func (a *arm2025) Name() string { return "2025" }
 
 func (a *arm2025) Start(ctx context.Context) (drill.Endpoints, error) {
-	c, err := newChild("2025", a.bin, "estate", a.customers, armConfig(a.customers))
+	c, err := newChild("2025", a.bin, "estate", a.logDir, armConfig(a.customers))
 	if err != nil {
 		return drill.Endpoints{}, err
 	}
@@ -334,12 +345,12 @@ func (a *arm2025) KillRestart(ctx context.Context) (drill.Endpoints, error) {
 }
 
 // newArm returns the named arm.
-func newArm(name, bin string, customers int) (drill.Arm, error) {
+func newArm(name, bin string, customers int, logDir string) (drill.Arm, error) {
 	switch name {
 	case "rempart":
-		return &rempartArm{bin: bin, customers: customers}, nil
+		return &rempartArm{bin: bin, customers: customers, logDir: logDir}, nil
 	case "2025":
-		return &arm2025{bin: bin, customers: customers}, nil
+		return &arm2025{bin: bin, customers: customers, logDir: logDir}, nil
 	}
 	return nil, fmt.Errorf("--arms: unknown arm %q (have 2025, rempart)", name)
 }
