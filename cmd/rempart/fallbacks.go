@@ -37,9 +37,13 @@ type protection struct {
 	// retry budget, so retries stay within 10 % of the load.
 	replay  *proxy.ReplayCache
 	retrier *proxy.Retrier
-	// admit is the upstream's adaptive admission: it learns the upstream's
+	// admits are the upstream's adaptive admission controllers, one per
+	// pool of routes that share a back end (see routePool): each learns its
+	// back end's capacity and serves tiers in order, with a share kept for
+	// CRITICAL. One controller per upstream would let slots held by the
+	// core's lock convoy starve 3-D Secure, which never touches the core.
 	// capacity and serves tiers in order, with a share kept for CRITICAL.
-	admit *admission.Controller
+	admits map[string]*admission.Controller
 }
 
 func (s *stack) openJournal(ctx context.Context) (journal.Store, error) {
@@ -61,9 +65,7 @@ func (s *stack) newProtection(ctx context.Context, name string, up http.Handler,
 		replay:  proxy.NewReplayCache(proxy.ReplayOptions{Budget: budget, Registerer: reg}),
 		retrier: proxy.NewRetrier(proxy.RetryOptions{Budget: budget, Registerer: reg})}
 	var err error
-	if p.admit, err = admission.New(admission.Options{Name: name, Registerer: reg}); err != nil {
-		return nil, err
-	}
+	p.admits = map[string]*admission.Controller{}
 	p.standIn, err = breaker.NewStandIn(ctx, breaker.StandInConfig{
 		Journal: s.journal, Upstream: name, Decode: s.decodeStandIn, Encode: encodeStandIn,
 		Logger: s.log.With("component", "standin"), Registerer: reg,
@@ -106,11 +108,27 @@ func (p *protection) breaker(route string) (*breaker.Breaker, error) {
 }
 
 // wrap puts a route behind its own breaker with the named fallback.
-func (p *protection) wrap(route, fallback string, timeout time.Duration, next http.Handler) (http.Handler, error) {
+func (p *protection) admit(pool string) (*admission.Controller, error) {
+	if c, ok := p.admits[pool]; ok {
+		return c, nil
+	}
+	c, err := admission.New(admission.Options{Name: p.upstream + "/" + pool, Registerer: p.s.metrics.Registry})
+	if err != nil {
+		return nil, err
+	}
+	p.admits[pool] = c
+	return c, nil
+}
+
+func (p *protection) wrap(route, pool, fallback string, timeout time.Duration, next http.Handler) (http.Handler, error) {
 	if timeout == 0 {
 		timeout = p.timeout
 	}
 	br, err := p.breaker(route)
+	if err != nil {
+		return nil, err
+	}
+	ad, err := p.admit(pool)
 	if err != nil {
 		return nil, err
 	}
@@ -123,9 +141,12 @@ func (p *protection) wrap(route, fallback string, timeout time.Duration, next ht
 	case "stale":
 		rt.Fallback = p.stale
 	}
-	// Outside in: replay cache (a retry costs nothing), admission (shed
-	// before the upstream pays), breaker with its fallback, own retries.
-	return p.replay.Middleware(p.admit.Middleware(br.Middleware(rt)(p.retrier.Middleware(next)))), nil
+	// Outside in: replay cache (a retry costs nothing); breaker with its
+	// fallback; admission (shed before the upstream pays); own retries. The
+	// breaker sits outside admission so that a request admission sheds is
+	// answered by the route's fallback (stand-in, outbox, stale read)
+	// instead of a 503: a shed card payment is stood in for, not refused.
+	return p.replay.Middleware(br.Middleware(rt)(ad.Middleware(p.retrier.Middleware(next)))), nil
 }
 
 // decodeStandIn reads a card authorisation or ATM withdrawal exactly as the
@@ -180,6 +201,34 @@ func validateTransfer(_ *http.Request, body []byte) error {
 		return p
 	}
 	return nil
+}
+
+// channelPool is the admission pool of each estate channel: the back end it
+// really uses. Card, ATM, transfer and account channels share the legacy
+// core; 3-D Secure runs on the ACS beside it; documents and parcels on their
+// own systems.
+func channelPool(name string) string {
+	switch name {
+	case "3ds-challenge", "3ds-verify":
+		return "acs"
+	case "documents", "parcel":
+		return "services"
+	}
+	return "core"
+}
+
+// channelTimeout is how long a channel waits for the core before its
+// fallback answers. Card and ATM networks time an issuer out after a few
+// seconds and then decline or stand in themselves, so the bank's own
+// stand-in must answer well before: 1 s. Zero keeps the upstream's timeout.
+func channelTimeout(name string) time.Duration {
+	switch channelFallback(name) {
+	case "standin", "outbox":
+		return time.Second
+	case "stale":
+		return 2 * time.Second
+	}
+	return 0
 }
 
 // channelFallback is the fallback each estate channel gets by default.

@@ -304,7 +304,8 @@ func (s *stack) defaultRoutes() []config.Route {
 				auth = "none" // partner networks: cards, ATMs, 3-D Secure, instant payments
 			}
 			out = append(out, config.Route{Name: c.Name, Match: c.Pattern, Tier: c.Tier.String(), Upstream: up,
-				Auth: auth, Fallback: channelFallback(c.Name)})
+				Auth: auth, Fallback: channelFallback(c.Name), Pool: channelPool(c.Name),
+				Timeout: channelTimeout(c.Name)})
 		}
 		out = append(out, config.Route{Name: "outbox-status", Match: "GET /v1/transfers/outbox/{key}",
 			Tier: "critical", Upstream: outboxStatusUpstream})
@@ -353,7 +354,11 @@ func (s *stack) buildRoutes(upstreams map[string]http.Handler) ([]gateway.Route,
 			if !ok {
 				return nil, fmt.Errorf("route %s: upstream %q is not available", r.Name, r.Upstream)
 			}
-			if h, err = s.guards[r.Upstream].wrap(r.Name, r.Fallback, r.Timeout, up); err != nil {
+			pool := r.Pool
+			if pool == "" {
+				pool = r.Upstream
+			}
+			if h, err = s.guards[r.Upstream].wrap(r.Name, pool, r.Fallback, r.Timeout, up); err != nil {
 				return nil, fmt.Errorf("route %s: %w", r.Name, err)
 			}
 		}

@@ -189,6 +189,10 @@ type Route struct {
 	// Timeout bounds one call before the fallback answers. Default: the
 	// upstream's timeout.
 	Timeout time.Duration `yaml:"timeout"`
+	// Pool names the admission pool: routes whose calls land on the same
+	// back end share one adaptive limit (a bulkhead per back end). Default:
+	// the upstream's name.
+	Pool string `yaml:"pool"`
 }
 
 // Default returns the configuration used when no file is given.

@@ -98,7 +98,10 @@ type LedgerCheck struct {
 
 // Settling: how long a failing check is repeated, and how often.
 const (
-	checkSettle = 5 * time.Second
+	// 30 s: a stand-in decision lands once the core is healthy again, which
+	// can take the breaker's open delay (5 s and more) plus the lock
+	// convoy's 5 s time-out after the faults are healed.
+	checkSettle = 30 * time.Second
 	checkEvery  = time.Second
 )
 

@@ -137,6 +137,9 @@ type attempt struct {
 	status     string
 	code       int
 	retryAfter time.Duration
+	// declined: a 2xx that moved no money (a card or ATM decline, a declined
+	// transfer). It is answered, but no ledger write is acknowledged.
+	declined bool
 }
 
 // send makes one logical request: its attempts, as the population's retry
@@ -183,7 +186,7 @@ func (e *engine) send(ctx context.Context, a arrival, ch int, due time.Time) {
 	}
 	latency := time.Since(due)
 	<-e.sem // free the slot before recording: recording may wait on a lock
-	if t.Ledger && res.out == outOK {
+	if t.Ledger && res.out == outOK && !res.declined {
 		e.ackMu.Lock()
 		e.acked = append(e.acked, d.Key)
 		e.ackMu.Unlock()
@@ -230,8 +233,13 @@ func (e *engine) request(ctx context.Context, p *Population, t Target, d *Draw, 
 // with Retry-After is shed, anything else an error; no answer before ctx's
 // deadline is a time-out.
 func classify(ctx context.Context, resp *http.Response, err error) attempt {
+	var head []byte
 	if err == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
+		// Keep the start of the body: a decline is a 2xx that writes nothing.
+		head, err = io.ReadAll(io.LimitReader(resp.Body, 2048))
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+		}
 		resp.Body.Close()
 	}
 	if err != nil {
@@ -247,6 +255,7 @@ func classify(ctx context.Context, resp *http.Response, err error) attempt {
 	switch {
 	case resp.StatusCode/100 == 2:
 		res.out = outOK
+		res.declined = isDecline(head)
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
 		if ra, ok := parseRetryAfter(resp.Header.Get("Retry-After")); ok {
 			res.out, res.retryAfter = outShed, ra
@@ -348,4 +357,11 @@ func (e *engine) acknowledged() []string {
 	e.ackMu.Lock()
 	defer e.ackMu.Unlock()
 	return slices.Clone(e.acked)
+}
+
+// isDecline reports whether a channel's 2xx answer is a decline: the
+// estate's and the stand-in's decisions say "approved":false, a declined
+// transfer says "status":"declined".
+func isDecline(body []byte) bool {
+	return bytes.Contains(body, []byte(`"approved":false`)) || bytes.Contains(body, []byte(`"status":"declined"`))
 }
