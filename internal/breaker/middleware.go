@@ -156,8 +156,31 @@ func (g *guard) call(ctx context.Context, r *http.Request, body []byte) (resp *h
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
 	c := newCaptured()
-	g.next.ServeHTTP(c, req)
-	resp = c.response()
+	// The upstream runs in its own goroutine so the route's Timeout really
+	// bounds the wait: failsafe's timeout only cancels the context, and an
+	// upstream that ignores it (a legacy core holding a worker in a lock
+	// convoy, in process or behind a proxy) would otherwise keep the caller
+	// — and its stand-in answer — waiting for the whole lock time-out. An
+	// abandoned call finishes into its private capture, which nobody reads.
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		g.next.ServeHTTP(c, req)
+	}()
+	select {
+	case p := <-done:
+		if p != nil {
+			panic(p) // recovered above, like a panic of a synchronous call
+		}
+		resp = c.response()
+	case <-ctx.Done():
+		if r.Context().Err() != nil {
+			outcome = "canceled"
+			return nil, fmt.Errorf("%w: %w", errCallerGone, r.Context().Err())
+		}
+		outcome = "timeout"
+		return nil, ErrTimeout
+	}
 	switch {
 	case r.Context().Err() != nil:
 		// The client left; what the upstream said is not its verdict.
