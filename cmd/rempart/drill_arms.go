@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,10 +14,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/rempart/rempart/internal/drill"
+	"github.com/rempart/rempart/internal/identity"
 )
 
 // The drill's arms run as child processes of the drill, so that each arm's
@@ -235,6 +238,7 @@ type rempartArm struct {
 	customers int
 	logDir    string // where the child's log goes; empty: its temp dir
 	c         *child
+	bearer    atomic.Pointer[string] // access token of the session populations
 }
 
 // armConfig is the generated configuration of both arms. Partner networks
@@ -265,7 +269,51 @@ func (a *rempartArm) Start(ctx context.Context) (drill.Endpoints, error) {
 		return strings.TrimSpace(string(b)), err
 	}
 	a.c = c
-	return c.start(ctx)
+	eps, err := c.start(ctx)
+	if err != nil {
+		return eps, err
+	}
+	if err := a.fetchToken(ctx); err != nil {
+		return eps, fmt.Errorf("rempart arm: session token: %w", err)
+	}
+	return eps, nil
+}
+
+// fetchToken gets the access token the drill's session-holding populations
+// present. It is a client-credentials token of the demo service client: to
+// the gateway it is a valid token like a customer's (what the drill measures
+// is that token holders are served before anonymous traffic), but no
+// customer logged in for it — the drill does not yet drive browser logins.
+func (a *rempartArm) fetchToken(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.c.public+"/oauth/token",
+		strings.NewReader("grant_type=client_credentials"))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(identity.DemoServiceClient, identity.DemoServiceSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&tok); err != nil || tok.AccessToken == "" {
+		return fmt.Errorf("token endpoint answered %d", resp.StatusCode)
+	}
+	a.bearer.Store(&tok.AccessToken)
+	return nil
+}
+
+// Authorize attaches the session populations' token.
+func (a *rempartArm) Authorize(r *http.Request, _ drill.Customer) {
+	if t := a.bearer.Load(); t != nil {
+		r.Header.Set("Authorization", "Bearer "+*t)
+	}
 }
 
 func (a *rempartArm) Stop(ctx context.Context) error {
