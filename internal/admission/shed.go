@@ -99,12 +99,21 @@ func newShedder(o Options) (*shedder, error) {
 	return s, nil
 }
 
+// ShedHeader marks an answer the admission layer gave instead of the
+// upstream, so a circuit breaker outside it does not count it as an upstream
+// failure (shedding must not open the breaker and turn a partial shed into a
+// total outage).
+const ShedHeader = "Rempart-Shed"
+
 func (s *shedder) write(w http.ResponseWriter, r reason) {
 	h := w.Header()
 	h.Set("Content-Type", problem.ContentType)
 	h.Set("Content-Length", s.length[r])
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Retry-After", s.retryAfter[rand.IntN(len(s.retryAfter))])
+	// Tells the layers outside (a circuit breaker) that this 503 is ours:
+	// the upstream did not fail, it was protected.
+	h.Set(ShedHeader, "true")
 	w.WriteHeader(http.StatusServiceUnavailable)
 	_, _ = w.Write(s.bodies[r])
 }

@@ -39,3 +39,21 @@ func TestTimeoutAbandonsAnUpstreamThatIgnoresCancellation(t *testing.T) {
 		t.Fatal("the route waited for an upstream that ignores cancellation")
 	}
 }
+
+// TestShedAnswersDoNotOpenTheBreaker: 503s given by the admission layer inside
+// the breaker are protection, not upstream failures.
+func TestShedAnswersDoNotOpenTheBreaker(t *testing.T) {
+	b := newBreaker(t, testConfig(), prometheus.NewRegistry())
+	shed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(breaker.HeaderShed, "true")
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	h := b.Middleware(breaker.Route{})(shed)
+	for range 20 {
+		do(h, "GET", "/v1/accounts/A1/balance")
+	}
+	if st := b.State(); st != breaker.Closed {
+		t.Errorf("breaker %v after shed answers, want closed", st)
+	}
+}

@@ -212,9 +212,13 @@ func (b *Breaker) Stats() Stats {
 // no answer (transport error, time-out) or a slow one. A 4xx is the
 // caller's fault and a caller that left (context canceled) says nothing
 // about the upstream.
+//
+// A 503 marked with HeaderShed was given by the admission layer inside the
+// breaker, not by the upstream: counting it would open the breaker on
+// overload and turn partial shedding into a total outage of the route.
 func isFailure(resp *http.Response, err error) bool {
 	if err != nil {
 		return !isCanceled(err)
 	}
-	return resp != nil && resp.StatusCode >= 500
+	return resp != nil && resp.StatusCode >= 500 && resp.Header.Get(HeaderShed) == ""
 }

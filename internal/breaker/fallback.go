@@ -69,6 +69,7 @@ const (
 	HeaderStandIn = "Rempart-Stand-In" // "true" on a stand-in decision
 	HeaderOutbox  = "Rempart-Outbox"   // "true" on an outbox acceptance or status
 	HeaderBreaker = "Rempart-Breaker"  // "open" when the breaker refused the call
+	HeaderShed    = "Rempart-Shed"     // set by admission on an answer it shed: not an upstream failure
 )
 
 // WriteDegraded answers 503 with a "degraded" problem and a Retry-After

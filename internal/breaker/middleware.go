@@ -188,6 +188,8 @@ func (g *guard) call(ctx context.Context, r *http.Request, body []byte) (resp *h
 		return resp, fmt.Errorf("%w: %w", errCallerGone, r.Context().Err())
 	case ctx.Err() != nil:
 		outcome = "timeout" // the route's Timeout fired: failsafe reports ErrTimeout
+	case resp.StatusCode >= 500 && resp.Header.Get(HeaderShed) != "":
+		outcome = "shed" // admission protected the upstream; not its failure
 	case resp.StatusCode >= 500:
 		outcome = "failure"
 	case time.Since(start) > g.b.cfg.SlowCall:
