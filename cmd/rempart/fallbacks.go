@@ -112,7 +112,15 @@ func (p *protection) admit(pool string) (*admission.Controller, error) {
 	if c, ok := p.admits[pool]; ok {
 		return c, nil
 	}
-	c, err := admission.New(admission.Options{Name: p.upstream + "/" + pool, Registerer: p.s.metrics.Registry})
+	opts := admission.Options{Name: p.upstream + "/" + pool, Registerer: p.s.metrics.Registry}
+	if pool == "core" && p.s.estate != nil {
+		// The in-process core's worker pool is known: never admit fewer
+		// than half of it, so a core that merely got slower is not read as
+		// one that can take only a handful of calls.
+		opts.MinLimit = max(1, p.s.cfg.Estate.Core.Workers/2)
+		opts.InitialLimit = max(opts.MinLimit, 20)
+	}
+	c, err := admission.New(opts)
 	if err != nil {
 		return nil, err
 	}
