@@ -113,7 +113,7 @@ func (p *protection) admit(pool string) (*admission.Controller, error) {
 		return c, nil
 	}
 	opts := admission.Options{Name: p.upstream + "/" + pool, Registerer: p.s.metrics.Registry}
-	if pool == "core" && p.s.estate != nil {
+	if (pool == "core" || pool == "core-reads") && p.s.estate != nil {
 		// The in-process core's worker pool is known: never admit fewer
 		// than half of it, so a core that merely got slower is not read as
 		// one that can take only a handful of calls.
@@ -212,15 +212,19 @@ func validateTransfer(_ *http.Request, body []byte) error {
 }
 
 // channelPool is the admission pool of each estate channel: the back end it
-// really uses. Card, ATM, transfer and account channels share the legacy
-// core; 3-D Secure runs on the ACS beside it; documents and parcels on their
-// own systems.
+// really uses. Card, ATM and transfer writes share the legacy core; account
+// reads use it too but take no locks; 3-D Secure runs on the ACS beside it;
+// documents and parcels on their own systems.
 func channelPool(name string) string {
 	switch name {
 	case "3ds-challenge", "3ds-verify":
 		return "acs"
 	case "documents", "parcel":
 		return "services"
+	case "accounts", "balance", "transactions":
+		// Reads take no locks: writers stuck in the core's lock convoy must
+		// not hold the slots that balance and history reads need.
+		return "core-reads"
 	}
 	return "core"
 }
