@@ -1,9 +1,9 @@
 package breaker
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rempart/rempart/internal/telemetry"
 )
 
 // metrics are the breaker package's series. Breakers of several upstreams
@@ -30,30 +30,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"upstream", "route", "kind"}),
 	}
 	var err error
-	if m.state, err = register(reg, m.state); err != nil {
+	if m.state, err = telemetry.Register(reg, m.state); err != nil {
 		return nil, err
 	}
-	if m.calls, err = register(reg, m.calls); err != nil {
+	if m.calls, err = telemetry.Register(reg, m.calls); err != nil {
 		return nil, err
 	}
-	if m.fallbacks, err = register(reg, m.fallbacks); err != nil {
+	if m.fallbacks, err = telemetry.Register(reg, m.fallbacks); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under
-// its name so that several breakers share one series.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if reg == nil {
-		return c, nil
-	}
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if old, ok := are.ExistingCollector.(C); ok {
-			return old, nil
-		}
-	}
-	return c, err
 }

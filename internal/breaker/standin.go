@@ -14,6 +14,7 @@ import (
 
 	"github.com/rempart/rempart/internal/journal"
 	"github.com/rempart/rempart/internal/problem"
+	"github.com/rempart/rempart/internal/telemetry"
 )
 
 // StandInRequest is what stand-in processing needs to know of a card
@@ -122,10 +123,10 @@ func NewStandIn(ctx context.Context, cfg StandInConfig) (*StandIn, error) {
 		}),
 	}
 	var err error
-	if s.decisions, err = register(cfg.Registerer, s.decisions); err != nil {
+	if s.decisions, err = telemetry.Register(cfg.Registerer, s.decisions); err != nil {
 		return nil, fmt.Errorf("stand-in metrics: %w", err)
 	}
-	if s.exposure, err = register(cfg.Registerer, s.exposure); err != nil {
+	if s.exposure, err = telemetry.Register(cfg.Registerer, s.exposure); err != nil {
 		return nil, fmt.Errorf("stand-in metrics: %w", err)
 	}
 	if err := s.rebuild(ctx); err != nil {

@@ -1,9 +1,9 @@
 package journal
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rempart/rempart/internal/telemetry"
 )
 
 // metrics are the replayer's series. Several replayers (one per upstream)
@@ -30,30 +30,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"kind", "code"}),
 	}
 	var err error
-	if m.pending, err = register(reg, m.pending); err != nil {
+	if m.pending, err = telemetry.Register(reg, m.pending); err != nil {
 		return nil, err
 	}
-	if m.replayed, err = register(reg, m.replayed); err != nil {
+	if m.replayed, err = telemetry.Register(reg, m.replayed); err != nil {
 		return nil, err
 	}
-	if m.failures, err = register(reg, m.failures); err != nil {
+	if m.failures, err = telemetry.Register(reg, m.failures); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under
-// its name so that replayers of several upstreams share one series.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if reg == nil {
-		return c, nil
-	}
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if old, ok := are.ExistingCollector.(C); ok {
-			return old, nil
-		}
-	}
-	return c, err
 }

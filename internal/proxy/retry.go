@@ -2,13 +2,14 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rempart/rempart/internal/telemetry"
 
 	"github.com/rempart/rempart/client"
 )
@@ -256,16 +257,8 @@ func charged(ctx context.Context, b *client.RetryBudget) bool {
 // already registered, so that several instances on one registry share their
 // series.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
+	c, err := telemetry.Register(reg, c)
+	if err != nil {
 		panic(fmt.Sprintf("proxy: register metrics: %v", err))
 	}
 	return c
