@@ -152,12 +152,8 @@ func (e *Estate) cardAuthorize(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, errUnknownCard)
 		return
 	}
-	var res ledger.Result
-	err := e.core.Do(r.Context(), core.Write, func(ctx context.Context) (err error) {
-		res, err = e.ledger.Apply(ctx, ledger.Transfer{Key: key, From: c.Account, To: ledger.SysMerchants,
-			Amount: req.Amount, Kind: "card", Reference: req.Channel + ":" + req.Merchant})
-		return err
-	})
+	res, err := e.transfer(r.Context(), ledger.Transfer{Key: key, From: c.Account, To: ledger.SysMerchants,
+		Amount: req.Amount, Kind: ledger.KindCard, Reference: req.Channel + ":" + req.Merchant})
 	if err != nil {
 		fail(w, err)
 		return
@@ -176,17 +172,32 @@ func (e *Estate) atmWithdraw(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, errUnknownCard)
 		return
 	}
-	var res ledger.Result
-	err := e.core.Do(r.Context(), core.Write, func(ctx context.Context) (err error) {
-		res, err = e.ledger.Apply(ctx, ledger.Transfer{Key: key, From: c.Account, To: ledger.SysATMCash,
-			Amount: req.Amount, Kind: "atm", Reference: req.ATM})
-		return err
-	})
+	res, err := e.transfer(r.Context(), ledger.Transfer{Key: key, From: c.Account, To: ledger.SysATMCash,
+		Amount: req.Amount, Kind: ledger.KindATM, Reference: req.ATM})
 	if err != nil {
 		fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, decision(res))
+}
+
+// transfer moves money through the core: one write call holding a worker,
+// the ledger's idempotent Apply inside it.
+func (e *Estate) transfer(ctx context.Context, t ledger.Transfer) (res ledger.Result, err error) {
+	err = e.core.Do(ctx, core.Write, func(ctx context.Context) (err error) {
+		res, err = e.ledger.Apply(ctx, t)
+		return err
+	})
+	return res, err
+}
+
+// balanceOf reads a balance through the core: one read call.
+func (e *Estate) balanceOf(ctx context.Context, account string) (bal int64, err error) {
+	err = e.core.Do(ctx, core.Read, func(ctx context.Context) (err error) {
+		bal, err = e.ledger.Balance(ctx, account)
+		return err
+	})
+	return bal, err
 }
 
 func decision(res ledger.Result) Decision {
@@ -206,12 +217,8 @@ func (e *Estate) instantTransfer(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var res ledger.Result
-	err := e.core.Do(r.Context(), core.Write, func(ctx context.Context) (err error) {
-		res, err = e.ledger.Apply(ctx, ledger.Transfer{Key: key, From: req.From, To: req.To,
-			Amount: req.Amount, Kind: "instant", Reference: req.Reference})
-		return err
-	})
+	res, err := e.transfer(r.Context(), ledger.Transfer{Key: key, From: req.From, To: req.To,
+		Amount: req.Amount, Kind: ledger.KindInstant, Reference: req.Reference})
 	if err != nil {
 		fail(w, err)
 		return
@@ -276,11 +283,7 @@ func (e *Estate) accounts(w http.ResponseWriter, r *http.Request) {
 		problem.Error(w, http.StatusNotFound, "unknown-customer", "no such customer")
 		return
 	}
-	var bal int64
-	err := e.core.Do(r.Context(), core.Read, func(ctx context.Context) (err error) {
-		bal, err = e.ledger.Balance(ctx, c.Account)
-		return err
-	})
+	bal, err := e.balanceOf(r.Context(), c.Account)
 	if err != nil {
 		fail(w, err)
 		return
@@ -295,11 +298,7 @@ func (e *Estate) balance(w http.ResponseWriter, r *http.Request) {
 		problem.Error(w, http.StatusNotFound, "unknown-account", "no such account")
 		return
 	}
-	var bal int64
-	err := e.core.Do(r.Context(), core.Read, func(ctx context.Context) (err error) {
-		bal, err = e.ledger.Balance(ctx, c.Account)
-		return err
-	})
+	bal, err := e.balanceOf(r.Context(), c.Account)
 	if err != nil {
 		fail(w, err)
 		return
