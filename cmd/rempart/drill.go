@@ -32,7 +32,8 @@ each arm in turn, with the same seeded load and the same faults, and writes
 results.json, report.html and each arm's log (arm-NAME.log) to --out.
 
 Arms, each a child process of the drill on a fresh data directory:
-  2025     rempart estate alone: the simulated bank with no protection in front
+  2025     rempart legacy: the same bank and identity provider arranged as in 2025
+           (sessions in the core database, a token check on it per request, no admission)
   rempart  rempart serve: the gateway in front of its in-process estate
 
 It prints one verdict per SLO line and fails when an SLO of the rempart arm fails.

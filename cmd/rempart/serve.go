@@ -35,15 +35,7 @@ on embedded defaults (SQLite ledger in --data-dir), routing every channel with i
 Public listener: the channels (see README.md for the table).
 Ops listener (loopback by default): /healthz, /readyz, /metrics, /ops/estate/...`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd, f)
-			if err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return serve(ctx, cfg, nil)
-		},
+		RunE: runUntilSignal(&f, func(ctx context.Context, cfg *config.Config) error { return serve(ctx, cfg, nil) }),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "YAML configuration file (default: embedded defaults)")
@@ -78,6 +70,20 @@ func loadConfig(cmd *cobra.Command, f serveFlags) (*config.Config, error) {
 		cfg.LogFormat = f.logFormat
 	}
 	return cfg, nil
+}
+
+// runUntilSignal is a command's RunE that loads the configuration from the
+// flags and runs fn until SIGINT or SIGTERM.
+func runUntilSignal(f *serveFlags, fn func(ctx context.Context, cfg *config.Config) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		cfg, err := loadConfig(cmd, *f)
+		if err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return fn(ctx, cfg)
+	}
 }
 
 // serve wires the stack from cfg and runs it until ctx ends. started, if not

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -22,7 +20,6 @@ import (
 	"github.com/rempart/rempart/internal/identity/revocation"
 	"github.com/rempart/rempart/internal/identity/users"
 	"github.com/rempart/rempart/internal/journal"
-	"github.com/rempart/rempart/internal/problem"
 	"github.com/rempart/rempart/internal/proxy"
 	"github.com/rempart/rempart/internal/scrub"
 	"github.com/rempart/rempart/internal/session"
@@ -156,7 +153,7 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 	}
 	s.closers = append(s.closers, s.sessions.Close)
 
-	if s.users, err = users.NewMemory(users.Options{Derived: cfg.Estate.Customers}); err != nil {
+	if s.users, err = newUsers(cfg, s.estate); err != nil {
 		return fmt.Errorf("identity users: %w", err)
 	}
 	issuer := cfg.Identity.Issuer
@@ -194,9 +191,30 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 		}
 		s.closers = append(s.closers, rc.Close, br.Close) // run in reverse: the bridge flushes first
 	}
-	s.ops.HandleFunc("GET /ops/identity/faults", s.identityFaults)
-	s.ops.HandleFunc("PUT /ops/identity/faults", s.identityFaults)
+	faults := identity.FaultsHandler(s.users.Stuck, s.users.SetStuck, s.log)
+	s.ops.Handle("GET /ops/identity/faults", faults)
+	s.ops.Handle("PUT /ops/identity/faults", faults)
 	return nil
+}
+
+// newUsers builds the embedded customer directory: the estate's derived
+// customers, with the estate's phones and the configured hash cost.
+func newUsers(cfg *config.Config, e *estate.Estate) (*users.Memory, error) {
+	opts := users.Options{Derived: cfg.Estate.Customers}
+	if ph := cfg.Identity.PasswordHash; ph.MemoryKiB != 0 || ph.Time != 0 {
+		opts.Params = users.OWASP
+		if ph.MemoryKiB != 0 {
+			opts.Params.MemoryKiB = ph.MemoryKiB
+		}
+		if ph.Time != 0 {
+			opts.Params.Time = ph.Time
+		}
+	}
+	if e != nil {
+		pop := e.Population()
+		opts.Phone = func(n int) string { return pop.Nth(n).Phone }
+	}
+	return users.NewMemory(opts)
 }
 
 // buildAdmin puts phishing-proof admin login (WebAuthn only) in front of the
@@ -218,29 +236,6 @@ func (s *stack) buildAdmin() error {
 	}
 	s.ops.Handle(admin.PathPrefix, s.admins.Handler())
 	return nil
-}
-
-// identityFaults reads or switches the identity faults a drill injects:
-// user_store_stuck makes the user directory hang like the deadlocked
-// database behind the identity provider on the day.
-func (s *stack) identityFaults(w http.ResponseWriter, r *http.Request) {
-	type faults struct {
-		UserStoreStuck bool `json:"user_store_stuck"`
-	}
-	if r.Method == http.MethodPut {
-		var f faults
-		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&f); err != nil {
-			problem.Write(w, problem.New(http.StatusBadRequest, "malformed-json",
-				"body must be {\"user_store_stuck\": true|false}: "+err.Error()))
-			return
-		}
-		s.users.SetStuck(f.UserStoreStuck)
-		s.log.Warn("identity faults changed", "user_store_stuck", f.UserStoreStuck)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(faults{UserStoreStuck: s.users.Stuck()})
 }
 
 // outboxSender delivers login codes through the estate's simulated SMS
@@ -346,7 +341,12 @@ func (s *stack) buildRoutes(upstreams map[string]http.Handler) ([]gateway.Route,
 				return nil, fmt.Errorf("route %s: the identity provider is disabled", r.Name)
 			}
 			h = s.identity.Handler()
-			if s.room != nil && statusChannel(r.Name) == loginChannel {
+			// The line is in front of the password check only: it is the step
+			// that costs (a memory-hard hash), so it is what the room measures
+			// and meters. A customer queues once per login, not once per page
+			// of the flow (the authorization request, the form and the SMS
+			// code are cheap and pass straight through).
+			if s.room != nil && r.Name == identity.RouteLoginPassword {
 				h = s.room.Middleware(h)
 			}
 		default:

@@ -112,6 +112,19 @@ type Identity struct {
 	// Issuer is the provider's public URL, as clients reach it. Default
 	// http:// + listen.
 	Issuer string `yaml:"issuer"`
+	// PasswordHash sets the argon2id costs of the embedded customer
+	// directory. The default is OWASP's first option (memory_kib: 19456,
+	// time: 2), about 26 ms of one core per check; lower it only to size a
+	// drill to a small machine, never in production.
+	PasswordHash PasswordHash `yaml:"password_hash"`
+}
+
+// PasswordHash is an argon2id cost; zero fields take OWASP's.
+type PasswordHash struct {
+	// MemoryKiB is the memory one hash fills, in KiB (8 to 4194304).
+	MemoryKiB uint32 `yaml:"memory_kib"`
+	// Time is the number of passes over that memory (1 to 16).
+	Time uint32 `yaml:"time"`
 }
 
 // Sessions chooses the session store.
@@ -714,6 +727,12 @@ func (c *Config) validate() []*Error {
 	}
 	if c.Sessions.MaxPerCustomer < 1 || c.Sessions.MaxPerCustomer > 1000 {
 		bad("sessions.max_per_customer", "must be between 1 and 1000")
+	}
+	if ph := c.Identity.PasswordHash; ph.MemoryKiB != 0 && (ph.MemoryKiB < 8 || ph.MemoryKiB > 4<<20) {
+		bad("identity.password_hash.memory_kib", "must be between 8 and 4194304")
+	}
+	if ph := c.Identity.PasswordHash; ph.Time > 16 {
+		bad("identity.password_hash.time", "must be between 1 and 16")
 	}
 	if c.Identity.Issuer != "" {
 		if u, err := url.Parse(c.Identity.Issuer); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -88,7 +88,7 @@ func (b *fakeBank) serve(w http.ResponseWriter, r *http.Request) {
 	b.sources[host] = true
 	b.mu.Unlock()
 	switch {
-	case r.URL.Path == PathLogin:
+	case strings.HasPrefix(r.URL.Path, "/oauth/"), strings.HasPrefix(r.URL.Path, "/login"):
 		http.NotFound(w, r)
 		return
 	case b.down.Load():

@@ -27,7 +27,9 @@ type engine struct {
 	targets   [][]Target // [pop][mix index]
 	channel   [][]int    // [pop][mix index] -> channel index
 	customers Customers
-	authorize func(*http.Request, Customer) // nil when the arm has no sessions
+	authorize func(*http.Request, Customer) // the arm's own sessions (Authorizer), or nil
+	tokens    [][]string                    // [pop][slot]: access tokens of seeded sessions
+	otp       func(ctx context.Context, phone string) (string, error)
 
 	pooled  *http.Client     // keep-alive connections from the default address
 	sourced sources          // keep-alive connections per drawn source address
@@ -149,10 +151,12 @@ func (e *engine) send(ctx context.Context, a arrival, ch int, due time.Time) {
 	p := &e.s.Populations[a.pop]
 	t := e.targets[a.pop][a.target]
 	d := &Draw{
-		Customer:     e.customers(a.customer),
+		Customer:     e.customers(e.customerIndex(p, a.customer)),
 		Counterparty: e.customers(a.other),
 		Rand:         rand.New(rand.NewPCG(a.seed, a.seed^0x9e3779b97f4a7c15)),
 		Key:          "drill-" + strconv.FormatUint(a.seed, 16),
+		pop:          a.pop,
+		slot:         e.sessionSlot(p, a.customer),
 	}
 	reqPath := t.expand(d)
 	var contentType string
@@ -163,6 +167,8 @@ func (e *engine) send(ctx context.Context, a arrival, ch int, due time.Time) {
 	var res attempt
 	n := 0
 	switch {
+	case t.Login != nil:
+		res, n = e.sendLogin(ctx, a, p, t.Login, d)
 	case p.Retry.Policy == RetrySDK && a.source >= 0:
 		res, n = e.viaSDK(ctx, e.sourced.sdk(a.source, p, *e.base.Load()), p, t, d, reqPath, contentType, body)
 	case p.Retry.Policy == RetrySDK:
@@ -223,8 +229,8 @@ func (e *engine) request(ctx context.Context, p *Population, t Target, d *Draw, 
 	if t.Method == http.MethodPost {
 		req.Header.Set("Idempotency-Key", d.Key)
 	}
-	if p.Session && e.authorize != nil {
-		e.authorize(req, d.Customer)
+	if p.Session {
+		e.authorizeRequest(req, d)
 	}
 	return req, nil
 }
@@ -251,6 +257,11 @@ func classify(ctx context.Context, resp *http.Response, err error) attempt {
 		}
 		return attempt{out: outError, status: "transport"}
 	}
+	return sortAnswer(resp, head)
+}
+
+// sortAnswer sorts an answer whose body starts with head.
+func sortAnswer(resp *http.Response, head []byte) attempt {
 	res := attempt{out: outError, status: strconv.Itoa(resp.StatusCode), code: resp.StatusCode}
 	switch {
 	case resp.StatusCode/100 == 2:
@@ -279,6 +290,44 @@ func (e *engine) viaSDK(ctx context.Context, sdk *client.Client, p *Population, 
 	}
 	resp, err := sdk.Do(ctx, req)
 	return classify(ctx, resp, err), max(int(n.Load()), 1)
+}
+
+// sendLogin makes one customer's login, with the population's retries: a
+// naive app starts the whole flow again at once, an SDK app lets the SDK
+// retry each step (waiting room, proof of work, Retry-After). For SDK apps
+// the attempts counted are the flows started plus the SDK's retries.
+func (e *engine) sendLogin(ctx context.Context, a arrival, p *Population, l *Login, d *Draw) (attempt, int) {
+	if p.Retry.Policy == RetrySDK {
+		sdk := e.sdk[a.pop]
+		if a.source >= 0 {
+			sdk = e.sourced.sdk(a.source, p, *e.base.Load())
+		}
+		ctx, cancel := context.WithTimeout(ctx, p.Timeout)
+		defer cancel()
+		var wire atomic.Int64
+		ctx = context.WithValue(ctx, attemptsKey{}, &wire)
+		res, _, sent := e.login(ctx, func(r *http.Request) (*http.Response, error) { return sdk.Do(ctx, r) }, p, l, d)
+		return res, 1 + max(int(wire.Load())-sent, 0)
+	}
+	hc := e.pooled
+	if a.source >= 0 {
+		hc = e.sourced.client(a.source)
+	}
+	var res attempt
+	n := 0
+	for {
+		n++
+		actx, cancel := context.WithTimeout(ctx, p.Timeout)
+		res, _, _ = e.login(actx, hc.Do, p, l, d)
+		cancel()
+		if res.out == outOK || ctx.Err() != nil || !retryable(p.Retry.Policy, res) {
+			return res, n
+		}
+		wait, again := p.Retry.backoff(n, res.retryAfter, d.Rand)
+		if !again || !sleep(ctx, wait) {
+			return res, n
+		}
+	}
 }
 
 // attemptsKey carries a per-call counter the counting transport increments,

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -20,6 +19,7 @@ type Customer struct {
 	ID      string // C%08d
 	Account string // A%08d
 	Card    string // 16-digit PAN
+	Phone   string // where the bank's SMS codes go
 }
 
 // Customers maps an index in [0, Scenario.Customers) to a customer,
@@ -37,7 +37,7 @@ func EstateCustomers(seed uint64, size int) Customers {
 	pop := customer.New(seed, size)
 	return func(i int) Customer {
 		c := pop.Nth(i)
-		return Customer{ID: c.ID, Account: c.Account, Card: c.Card}
+		return Customer{ID: c.ID, Account: c.Account, Card: c.Card, Phone: c.Phone}
 	}
 }
 
@@ -49,6 +49,9 @@ type Draw struct {
 	Counterparty Customer
 	Rand         *rand.Rand
 	Key          string
+
+	pop  int // the population's index
+	slot int // the customer's session among the population's; -1 for none
 }
 
 // Target is one kind of request in the mix: populations name targets with a
@@ -69,6 +72,9 @@ type Target struct {
 	// keys of those answered 2xx are handed to the estate's check after the
 	// run, which fails if one is missing or applied twice.
 	Ledger bool
+	// Login, when set, makes the target a whole login flow (see Login);
+	// Method, Path and Body are then unused.
+	Login *Login
 }
 
 // Targets is a request mix by target name.
@@ -88,10 +94,6 @@ const (
 	ChannelLogin           = "login"
 )
 
-// PathLogin is where logins go until the identity provider defines its own
-// endpoints; an estate without one answers 404, counted as errors.
-const PathLogin = "/login"
-
 // DefaultTargets is the estate's channel API (internal/estate/api.go) plus
 // logins. The 3-D Secure verify step is missing on purpose: it needs the OTP
 // from the SMS outbox, which the wiring can add as a target of its own.
@@ -107,12 +109,6 @@ func DefaultTargets() Targets {
 	}
 	amount := func(d *Draw, lo, hi int64) int64 { return lo + d.Rand.Int64N(hi-lo+1) }
 	merchant := func(d *Draw) string { return fmt.Sprintf("M%05d", d.Rand.IntN(50_000)) }
-	login := func(user func(d *Draw) string, password func(d *Draw) string) func(d *Draw) (string, []byte) {
-		return func(d *Draw) (string, []byte) {
-			v := url.Values{"username": {user(d)}, "password": {password(d)}}
-			return "application/x-www-form-urlencoded", []byte(v.Encode())
-		}
-	}
 	return Targets{
 		"card_authorize": {Channel: ChannelCardAuthorize, Tier: tier.Critical, Method: http.MethodPost, Path: estate.PathCardAuthorize, Ledger: true,
 			Body: jsonBody(func(d *Draw) any {
@@ -139,15 +135,15 @@ func DefaultTargets() Targets {
 		"transactions": {Channel: ChannelTransactions, Tier: tier.Normal, Method: http.MethodGet, Path: estate.PathTransactions},
 		"documents":    {Channel: ChannelDocuments, Tier: tier.Sheddable, Method: http.MethodGet, Path: estate.PathDocuments},
 		"parcel":       {Channel: ChannelParcel, Tier: tier.Sheddable, Method: http.MethodGet, Path: estate.PathParcel},
-		// A customer logging in with their own password.
-		"login": {Channel: ChannelLogin, Tier: tier.Sheddable, Method: http.MethodPost, Path: PathLogin,
-			Body: login(func(d *Draw) string { return d.Customer.ID }, func(d *Draw) string { return "pw-" + d.Customer.ID })},
+		// A customer logging in with their own password and SMS code.
+		"login": {Channel: ChannelLogin, Tier: tier.Sheddable,
+			Login: &Login{User: func(d *Draw) string { return d.Customer.ID }, Password: derivedPassword}},
 		// Real customer ids with passwords leaked elsewhere.
-		"credential_stuffing": {Channel: ChannelLogin, Tier: tier.Sheddable, Method: http.MethodPost, Path: PathLogin,
-			Body: login(func(d *Draw) string { return d.Customer.ID }, func(d *Draw) string { return fmt.Sprintf("leak-%08x", d.Rand.Uint32()) })},
-		// Garbage usernames as fast as possible.
-		"login_flood": {Channel: ChannelLogin, Tier: tier.Sheddable, Method: http.MethodPost, Path: PathLogin,
-			Body: login(func(d *Draw) string { return fmt.Sprintf("u%x", d.Rand.Uint64()) }, func(d *Draw) string { return "123456" })},
+		"credential_stuffing": {Channel: ChannelLogin, Tier: tier.Sheddable,
+			Login: &Login{User: func(d *Draw) string { return d.Customer.ID }, Password: func(d *Draw) string { return fmt.Sprintf("leak-%08x", d.Rand.Uint32()) }}},
+		// Made-up customer ids as fast as possible.
+		"login_flood": {Channel: ChannelLogin, Tier: tier.Sheddable,
+			Login: &Login{User: func(d *Draw) string { return fmt.Sprintf("C%08d", 10_000_000+d.Rand.IntN(90_000_000)) }, Password: func(d *Draw) string { return "123456" }}},
 	}
 }
 

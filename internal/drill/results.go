@@ -80,6 +80,9 @@ type ArmResult struct {
 	Faults    []FaultEvent    `json:"faults"`
 	Ledger    LedgerCheck     `json:"ledger"`
 	Generator GeneratorStats  `json:"generator"`
+	// Sessions are the logins made before the load, per population holding
+	// sessions.
+	Sessions []SessionSeed `json:"sessions,omitempty"`
 }
 
 // Series is one channel × population over time.

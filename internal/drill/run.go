@@ -174,6 +174,7 @@ func runArm(ctx context.Context, o Options, arm Arm, chans []ChannelInfo, ordina
 	if a, ok := arm.(Authorizer); ok {
 		r.eng.authorize = a.Authorize
 	}
+	ar.Sessions = r.eng.seedSessions(ctx, o.Progress, fmt.Sprintf("drill %s · arm %s", s.Name, arm.Name()))
 
 	// Phase 0's faults go in before the first arrival, from a healthy state.
 	r.start = time.Now().Add(leadTime)
@@ -240,7 +241,9 @@ func (r *armRun) setEndpoints(eps Endpoints) error {
 	r.eng.setBase(pub)
 	// The ops API gets its own connections: a fault must not queue behind
 	// the load it is meant to disturb.
-	r.ops.Store(&ops{base: opsURL, token: eps.OpsToken, client: &http.Client{Transport: &http.Transport{DisableCompression: true}}, settle: checkSettle})
+	op := &ops{base: opsURL, token: eps.OpsToken, client: &http.Client{Transport: &http.Transport{DisableCompression: true}}, settle: checkSettle}
+	r.ops.Store(op)
+	r.eng.otp = op.phoneOTP
 	r.pid.Store(int64(eps.PID))
 	return nil
 }

@@ -55,9 +55,16 @@ type Population struct {
 	// Requests maps a target name (see DefaultTargets) to its weight in the
 	// population's mix, e.g. {balance: 40, card_authorize: 20}.
 	Requests map[string]float64 `yaml:"requests" json:"requests"`
-	// Session marks clients that already hold a session; arms implementing
-	// Authorizer attach it to each request.
+	// Session marks clients that already hold a session. Before the load
+	// starts, the drill logs Sessions customers in through the arm's own
+	// login (password and SMS code, as a customer would) and the
+	// population's requests carry their access tokens; arms implementing
+	// Authorizer attach a session of their own instead.
 	Session bool `yaml:"session" json:"session,omitempty"`
+	// Sessions is how many customers hold a session, spread over the whole
+	// population; the population's requests are drawn from them. Default
+	// 200 when Session is set.
+	Sessions int `yaml:"sessions" json:"sessions,omitempty"`
 	// Sources is how many distinct loopback addresses (127.64.0.1 upwards)
 	// the population's requests come from, drawn per request; each address
 	// keeps its own keep-alive connection for 5 s, as a phone app or a

@@ -18,8 +18,12 @@ const (
 	defaultMaxInFlight = 4096
 	// maxMaxInFlight stays under the 20,000 open files this machine allows
 	// (ulimit -n), leaving room for the arm's own sockets when in-process.
-	maxMaxInFlight  = 16_384
-	maxSources      = 1<<22 - 2 // 127.64.0.1 .. 127.127.255.254
+	maxMaxInFlight = 16_384
+	maxSources     = 1<<22 - 2 // 127.64.0.1 .. 127.127.255.254
+	// Sessions are real logins made before the load: each costs the arm a
+	// password hash, so a few thousand is the most that stays quick.
+	defaultSessions = 200
+	maxSessions     = 5000
 	defaultTimeout  = 2 * time.Second
 	maxTimeout      = time.Minute
 	maxAttempts     = 20
@@ -96,6 +100,14 @@ func (s *Scenario) validate() []*FieldError {
 		}
 		if p.Sources < 0 || p.Sources > maxSources {
 			bad(pp.with("sources"), "must be 0..%d", maxSources)
+		}
+		switch {
+		case p.Sessions != 0 && !p.Session:
+			bad(pp.with("sessions"), "only with session: true")
+		case p.Session && p.Sessions == 0:
+			p.Sessions = defaultSessions
+		case p.Sessions < 0 || p.Sessions > maxSessions || (s.Customers > 0 && p.Sessions > s.Customers):
+			bad(pp.with("sessions"), "must be 1..%d and at most customers", maxSessions)
 		}
 		switch {
 		case p.Timeout == 0:

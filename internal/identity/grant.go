@@ -36,7 +36,8 @@ const (
 	attrEmail    = "email"
 )
 
-var errGrantGone = errors.New("grant revoked or expired")
+// ErrGrantGone: the login behind a token was revoked, logged out or expired.
+var ErrGrantGone = errors.New("grant revoked or expired")
 
 // grant is a decoded grant record.
 type grant struct {
@@ -135,7 +136,7 @@ func refreshRecordID(tok string) string {
 func (gs *grants) get(ctx context.Context, id string) (grant, error) {
 	s, err := gs.store.Get(ctx, grantPrefix+id)
 	if errors.Is(err, session.ErrNotFound) {
-		return grant{}, errGrantGone
+		return grant{}, ErrGrantGone
 	}
 	if err != nil {
 		return grant{}, err
@@ -152,7 +153,7 @@ var errReuse = errors.New("refresh token reused; grant revoked")
 func (gs *grants) lookup(ctx context.Context, tok string) (grant, error) {
 	id, ok := parseRefreshToken(tok)
 	if !ok {
-		return grant{}, errGrantGone
+		return grant{}, ErrGrantGone
 	}
 	g, err := gs.get(ctx, id)
 	if err != nil {
@@ -177,7 +178,7 @@ func (gs *grants) rotate(ctx context.Context, g *grant, tok string) (string, err
 	}
 	if _, err := gs.store.Touch(ctx, grantPrefix+g.id); err != nil {
 		if errors.Is(err, session.ErrNotFound) {
-			return "", errGrantGone
+			return "", ErrGrantGone
 		}
 		return "", err
 	}
@@ -192,4 +193,22 @@ func (gs *grants) revoke(ctx context.Context, id string) error {
 	}
 	_, err = gs.store.DeleteSubject(ctx, grantPrefix+id)
 	return err
+}
+
+// GrantLive looks the grant an access token was minted from (Claims.Grant)
+// up in the session store: nil while the customer's login is live. rempart's
+// edge never calls it (tokens are verified from keys alone, revocations are
+// pushed); it is the per-request session lookup of the 2025 architecture,
+// which the drill's legacy arm rebuilds.
+func (p *Provider) GrantLive(ctx context.Context, grant string) error {
+	if grant == "" {
+		return ErrGrantGone
+	}
+	if _, err := p.sessions.Get(ctx, grantPrefix+grant); err != nil {
+		if errors.Is(err, session.ErrNotFound) {
+			return ErrGrantGone
+		}
+		return err
+	}
+	return nil
 }

@@ -214,7 +214,7 @@ func (s storage) GetRefreshTokenInfo(ctx context.Context, _ string, tok string) 
 		return "", "", op.ErrInvalidRefreshToken
 	}
 	g, err := s.p.grants.get(ctx, id)
-	if errors.Is(err, errGrantGone) {
+	if errors.Is(err, ErrGrantGone) {
 		return "", "", op.ErrInvalidRefreshToken
 	}
 	if err != nil {

@@ -47,6 +47,10 @@ type Options struct {
 	Params Params
 	// Derived is how many derived customers C00000000… exist (0 for none).
 	Derived int
+	// Phone gives derived customer n's phone, where login codes go; nil
+	// uses a placeholder built from n. The wiring passes the estate's own,
+	// so a login code reaches the same phone as a 3-D Secure code.
+	Phone func(n int) string
 }
 
 // Memory is the embedded directory: demo customers hashed at start, derived
@@ -54,6 +58,7 @@ type Options struct {
 type Memory struct {
 	params  Params
 	derived int
+	phone   func(n int) string
 	users   map[string]record
 	stuck   atomic.Pointer[chan struct{}]
 
@@ -76,7 +81,7 @@ func NewMemory(opts Options) (*Memory, error) {
 	if opts.Params == (Params{}) {
 		opts.Params = OWASP
 	}
-	m := &Memory{params: opts.Params, derived: opts.Derived, users: map[string]record{}, cache: map[string]string{}}
+	m := &Memory{params: opts.Params, derived: opts.Derived, phone: opts.Phone, users: map[string]record{}, cache: map[string]string{}}
 	for _, d := range Demo {
 		h, err := Hash(d.Password, m.params)
 		if err != nil {
@@ -175,9 +180,11 @@ func (m *Memory) find(id string) (record, bool) {
 	if !ok || n >= m.derived {
 		return record{}, false
 	}
-	// Derived customers get a placeholder phone built from their number; the
-	// wiring can supply a directory that knows the estate's real ones.
-	return record{user: User{ID: id, Name: "Client " + id[1:], Phone: fmt.Sprintf("+33 7 %08d", n)}}, true
+	phone := fmt.Sprintf("+33 7 %08d", n)
+	if m.phone != nil {
+		phone = m.phone(n)
+	}
+	return record{user: User{ID: id, Name: "Client " + id[1:], Phone: phone}}, true
 }
 
 // derivedHash hashes the derived password with a salt derived from the id,

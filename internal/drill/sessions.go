@@ -1,0 +1,183 @@
+package drill
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// sessionSlot is the session a population's arrival uses, -1 for a
+// population without sessions.
+func (e *engine) sessionSlot(p *Population, customer int) int {
+	if !p.Session || p.Sessions <= 0 {
+		return -1
+	}
+	return customer % p.Sessions
+}
+
+// customerIndex is the customer an arrival is for: its draw, or for a
+// population holding sessions, the customer of its session, spread evenly
+// over the whole population.
+func (e *engine) customerIndex(p *Population, customer int) int {
+	slot := e.sessionSlot(p, customer)
+	if slot < 0 {
+		return customer
+	}
+	return slot * (e.s.Customers / p.Sessions)
+}
+
+// authorizeRequest attaches the session of d's customer: the arm's own
+// (Authorizer), or the access token its login gave.
+func (e *engine) authorizeRequest(r *http.Request, d *Draw) {
+	if e.authorize != nil {
+		e.authorize(r, d.Customer)
+		return
+	}
+	if d.slot < 0 || d.pop >= len(e.tokens) || d.slot >= len(e.tokens[d.pop]) {
+		return
+	}
+	if t := e.tokens[d.pop][d.slot]; t != "" {
+		r.Header.Set("Authorization", "Bearer "+t)
+	}
+}
+
+// SessionSeed is how the sessions of one population were made.
+type SessionSeed struct {
+	Population string  `json:"population"`
+	Wanted     int     `json:"wanted"`
+	LoggedIn   int     `json:"logged_in"`
+	Seconds    float64 `json:"seconds"`
+	// Failures counts failed logins by outcome, e.g. {"503": 3}.
+	Failures map[string]int `json:"failures,omitempty"`
+}
+
+// Seeding: how many logins run at once, how many times one is tried, and
+// how long one attempt may take.
+const (
+	seedWorkers  = 8
+	seedAttempts = 3
+	seedTimeout  = 10 * time.Second
+)
+
+// seedSessions logs in the customers of every population holding sessions,
+// before the load starts, through the arm's real login; progress goes to w.
+// A customer whose login fails sends its requests without a token.
+func (e *engine) seedSessions(ctx context.Context, w io.Writer, label string) []SessionSeed {
+	e.tokens = make([][]string, len(e.s.Populations))
+	var out []SessionSeed
+	if e.authorize != nil {
+		return out
+	}
+	login := &Login{User: func(d *Draw) string { return d.Customer.ID }, Password: derivedPassword}
+	for pi := range e.s.Populations {
+		p := &e.s.Populations[pi]
+		if !p.Session || p.Sessions <= 0 {
+			continue
+		}
+		seed := SessionSeed{Population: p.Name, Wanted: p.Sessions, Failures: map[string]int{}}
+		toks := make([]string, p.Sessions)
+		started := time.Now()
+		var next, done atomic.Int64
+		var mu sync.Mutex
+		stop := make(chan struct{})
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					fmt.Fprintf(w, "%s · logging in %s's sessions: %d/%d\n", label, p.Name, done.Load(), p.Sessions)
+				}
+			}
+		}()
+		var wg sync.WaitGroup
+		for range seedWorkers {
+			wg.Go(func() {
+				for {
+					k := int(next.Add(1) - 1)
+					if k >= p.Sessions || ctx.Err() != nil {
+						return
+					}
+					d := &Draw{Customer: e.customers(k * (e.s.Customers / p.Sessions)), slot: k, pop: pi,
+						Rand: rand.New(rand.NewPCG(uint64(k), uint64(pi))), Key: "seed-" + strconv.Itoa(k)}
+					var res attempt
+					for range seedAttempts {
+						actx, cancel := context.WithTimeout(ctx, seedTimeout)
+						var tok string
+						res, tok, _ = e.login(actx, e.pooled.Do, p, login, d)
+						cancel()
+						if res.out == outOK {
+							toks[k] = tok
+							break
+						}
+					}
+					mu.Lock()
+					if res.out != outOK {
+						seed.Failures[res.status]++
+					} else {
+						seed.LoggedIn++
+					}
+					mu.Unlock()
+					done.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		close(stop)
+		seed.Seconds = time.Since(started).Seconds()
+		e.tokens[pi] = toks
+		out = append(out, seed)
+		fmt.Fprintf(w, "%s · %s: %d of %d customers logged in, in %.1f s\n", label, p.Name, seed.LoggedIn, seed.Wanted, seed.Seconds)
+	}
+	return out
+}
+
+// derivedPassword is the password the estate's identity provider gives a
+// derived customer (internal/identity/users.DerivedPassword).
+func derivedPassword(d *Draw) string { return "demo-" + d.Customer.ID }
+
+// otpCode finds the one-time code in an SMS text.
+var otpCode = regexp.MustCompile(`\b\d{6}\b`)
+
+// errNoCode means the customer's phone got no login code.
+var errNoCode = errors.New("no one-time code on the phone")
+
+// phoneOTP reads the newest code sent to phone from the estate's simulated
+// SMS gateway: the customer reading their phone.
+func (o *ops) phoneOTP(ctx context.Context, phone string) (string, error) {
+	b, err := o.do(ctx, http.MethodGet, "/ops/estate/sms?limit=5&to="+url.QueryEscape(phone), nil)
+	if err != nil {
+		return "", err
+	}
+	var v struct {
+		Messages []struct {
+			Text string `json:"text"`
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return "", errNoCode
+	}
+	// The same phone gets 3-D Secure codes for its card payments.
+	for _, m := range v.Messages {
+		if strings.Contains(m.Text, "3-D Secure") {
+			continue
+		}
+		if c := otpCode.FindString(m.Text); c != "" {
+			return c, nil
+		}
+	}
+	return "", errNoCode
+}
