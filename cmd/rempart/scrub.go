@@ -51,6 +51,7 @@ func (s *stack) buildScrubber() error {
 		},
 		Logger:     s.log.With("component", "scrub"),
 		Registerer: s.metrics.Registry,
+		Detection:  scrub.Detection{WarmUp: cfg.WarmUp},
 	}
 	if cfg.RedisURL != "" {
 		ro, err := goredis.ParseURL(cfg.RedisURL)

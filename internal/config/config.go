@@ -86,6 +86,11 @@ type Scrub struct {
 	// RedisURL, when set, shares rate limits between gateways through Redis
 	// (falling back to local limits if Redis is lost).
 	RedisURL string `yaml:"redis_url"`
+	// WarmUp is how long a route learns its traffic baseline after start
+	// before the scrubber may call a surge (default 30s). Drills that play a
+	// day in minutes shorten it, since their gateway has not been up all
+	// morning.
+	WarmUp time.Duration `yaml:"warm_up"`
 }
 
 // ScrubEnabled reports whether the scrubber runs.
@@ -727,6 +732,9 @@ func (c *Config) validate() []*Error {
 	}
 	if c.Sessions.MaxPerCustomer < 1 || c.Sessions.MaxPerCustomer > 1000 {
 		bad("sessions.max_per_customer", "must be between 1 and 1000")
+	}
+	if c.Scrub.WarmUp < 0 || c.Scrub.WarmUp > time.Hour {
+		bad("scrub.warm_up", "must be between 1s and 1h")
 	}
 	if ph := c.Identity.PasswordHash; ph.MemoryKiB != 0 && (ph.MemoryKiB < 8 || ph.MemoryKiB > 4<<20) {
 		bad("identity.password_hash.memory_kib", "must be between 8 and 4194304")

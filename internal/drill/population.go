@@ -160,10 +160,14 @@ func (t Target) expand(d *Draw) string {
 	).Replace(t.Path)
 }
 
-// sourceAddr is the loopback address of source i of a population: 127.64.0.1
-// upwards. Linux routes all of 127/8 to lo, so binding needs no setup.
+// sourceAddr is the loopback address of source i, in 127.64.0.0/10:
+// consecutive sources go to consecutive /24s (host .1 in each of the 16,384,
+// then .2, ...), so a population of a few thousand addresses is spread over
+// as many networks, as a bank's customers and a botnet's machines are, and
+// no /24 of the drill is a concentration it did not mean. Linux routes all
+// of 127/8 to lo, so binding needs no setup.
 func sourceAddr(i int) net.IP {
-	v := 0x7f400000 + uint32(i) + 1
+	v := 0x7f400000 + uint32(i%(1<<14))<<8 + uint32(i>>14) + 1
 	return net.IPv4(byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
 }
 

@@ -43,6 +43,9 @@ type Scenario struct {
 	root    *yaml.Node // the parsed document, to locate fields by line
 	targets Targets    // the request mix the populations' names resolve in
 	plan    []phasePlan
+	// sourceBase is each population's first source index: populations never
+	// share an address, as a botnet and a bank's customers do not.
+	sourceBase []int
 }
 
 // Population is one kind of client. Its behaviour is entirely described by

@@ -112,7 +112,7 @@ func (sc *schedule) advance(st *stream) {
 			seed:     st.rng.Uint64(),
 		}
 		if p.Sources > 0 {
-			a.source = st.rng.IntN(p.Sources)
+			a.source = sc.s.sourceBase[st.pop] + st.rng.IntN(p.Sources)
 		}
 		st.next = a
 		return

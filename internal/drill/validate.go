@@ -19,7 +19,7 @@ const (
 	// maxMaxInFlight stays under the 20,000 open files this machine allows
 	// (ulimit -n), leaving room for the arm's own sockets when in-process.
 	maxMaxInFlight = 16_384
-	maxSources     = 1<<22 - 2 // 127.64.0.1 .. 127.127.255.254
+	maxSources     = 254 << 14 // 254 hosts in each of the 16,384 /24s of 127.64.0.0/10
 	// Sessions are real logins made before the load: each costs the arm a
 	// password hash, so a few thousand is the most that stays quick.
 	defaultSessions = 200
@@ -116,6 +116,16 @@ func (s *Scenario) validate() []*FieldError {
 			bad(pp.with("timeout"), "must be more than 0 and at most %v", maxTimeout)
 		}
 		errs = append(errs, p.Retry.validate(s, pp.with("retry"))...)
+	}
+
+	s.sourceBase = s.sourceBase[:0]
+	total := 0
+	for _, p := range s.Populations {
+		s.sourceBase = append(s.sourceBase, total)
+		total += max(p.Sources, 0)
+	}
+	if total > maxSources && len(errs) == 0 {
+		bad(path{"populations"}, "%d sources in all, more than the %d loopback addresses of 127.64.0.0/10", total, maxSources)
 	}
 
 	phases := make(map[string]bool)

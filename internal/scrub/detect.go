@@ -81,9 +81,6 @@ func ParseMode(s string) (Mode, error) {
 const (
 	windowBuckets = 10
 	histBins      = 1024
-	// warmUpSeconds: a route without a configured baseline learns from its
-	// first seconds, during which it declares no surge.
-	warmUpSeconds = 30
 )
 
 type bucket struct {
@@ -201,7 +198,7 @@ func (r *route) learn(x float64, s *Scrubber) {
 	if r.detected == Attack {
 		return
 	}
-	if r.learned < warmUpSeconds {
+	if r.learned < warmUp(d) {
 		r.learned++
 		r.baseline += (x - r.baseline) / float64(r.learned)
 		return
@@ -211,9 +208,13 @@ func (r *route) learn(x float64, s *Scrubber) {
 	r.baseline += alpha * (x - r.baseline)
 }
 
+// warmUp is Detection.WarmUp in whole seconds: a route without a baseline
+// learns from its first seconds, during which it declares no surge.
+func warmUp(d *Detection) int { return max(1, int(d.WarmUp/time.Second)) }
+
 // quiet folds n seconds without a request into the baseline at once.
 func (r *route) quiet(n int64, s *Scrubber) {
-	for ; n > 0 && r.learned < warmUpSeconds; n-- {
+	for ; n > 0 && r.learned < warmUp(&s.opts.Detection); n-- {
 		r.learn(0, s)
 	}
 	if n > 0 && r.detected != Attack {
@@ -391,7 +392,7 @@ func (r *route) evaluateLocked(now time.Time, s *Scrubber) {
 	d := &s.opts.Detection
 	r.nextEval = now.Add(d.EvalInterval).UnixNano()
 	sig := r.signalsLocked(now, s)
-	ev := classify(sig, r.learned >= warmUpSeconds, d)
+	ev := classify(sig, r.learned >= warmUp(d), d)
 	ev.At = now
 	r.evidence = ev
 

@@ -196,6 +196,9 @@ type Detection struct {
 	// BaselineHalfLife: the half-life of the learned rate baseline (default
 	// 10m). It learns in normal and flash_crowd states, never in attack.
 	BaselineHalfLife time.Duration
+	// WarmUp: how many seconds of traffic a route without a baseline learns
+	// from before it declares any surge (default 30s). Whole seconds only.
+	WarmUp time.Duration
 }
 
 // PoW sets the proof-of-work difficulty, in leading zero bits of SHA-256.
@@ -249,6 +252,7 @@ func (o *Options) setDefaults() error {
 	defDuration(&d.CalmDown, 30*time.Second)
 	defDuration(&d.EvalInterval, 100*time.Millisecond)
 	defDuration(&d.BaselineHalfLife, 10*time.Minute)
+	defDuration(&d.WarmUp, 30*time.Second)
 	if o.PoW.BaseBits <= 0 {
 		o.PoW.BaseBits = 14
 	}

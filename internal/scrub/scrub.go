@@ -120,7 +120,7 @@ func (s *Scrubber) route(name string) *route {
 	}
 	r := &route{name: name, login: s.login[name]}
 	if b, ok := s.opts.Baselines[name]; ok && b >= 0 {
-		r.baseline, r.learned = b, warmUpSeconds
+		r.baseline, r.learned = b, warmUp(&s.opts.Detection)
 	}
 	r.since = s.clock.Now()
 	r.bits.Store(int32(s.opts.PoW.BaseBits))
