@@ -150,13 +150,17 @@ func (e *engine) send(ctx context.Context, a arrival, ch int, due time.Time) {
 	defer e.wg.Done()
 	p := &e.s.Populations[a.pop]
 	t := e.targets[a.pop][a.target]
+	slot, ci := e.sessionSlot(p, a.customer), a.customer
+	if slot >= 0 {
+		ci = e.sessionCustomer(p, slot)
+	}
 	d := &Draw{
-		Customer:     e.customers(e.customerIndex(p, a.customer)),
+		Customer:     e.customers(ci),
 		Counterparty: e.customers(a.other),
 		Rand:         rand.New(rand.NewPCG(a.seed, a.seed^0x9e3779b97f4a7c15)),
 		Key:          "drill-" + strconv.FormatUint(a.seed, 16),
 		pop:          a.pop,
-		slot:         e.sessionSlot(p, a.customer),
+		slot:         slot,
 	}
 	reqPath := t.expand(d)
 	var contentType string
@@ -165,30 +169,17 @@ func (e *engine) send(ctx context.Context, a arrival, ch int, due time.Time) {
 		contentType, body = t.Body(d)
 	}
 	var res attempt
-	n := 0
+	var n int
 	switch {
 	case t.Login != nil:
 		res, n = e.sendLogin(ctx, a, p, t.Login, d)
-	case p.Retry.Policy == RetrySDK && a.source >= 0:
-		res, n = e.viaSDK(ctx, e.sourced.sdk(a.source, p, *e.base.Load()), p, t, d, reqPath, contentType, body)
 	case p.Retry.Policy == RetrySDK:
-		res, n = e.viaSDK(ctx, e.sdk[a.pop], p, t, d, reqPath, contentType, body)
+		res, n = e.viaSDK(ctx, e.sdkFor(a), p, t, d, reqPath, contentType, body)
 	default:
-		hc := e.pooled
-		if a.source >= 0 {
-			hc = e.sourced.client(a.source)
-		}
-		for {
-			n++
-			res = e.attempt(ctx, hc, p, t, d, reqPath, contentType, body)
-			if res.out == outOK || ctx.Err() != nil || !retryable(p.Retry.Policy, res) {
-				break
-			}
-			wait, again := p.Retry.backoff(n, res.retryAfter, d.Rand)
-			if !again || !sleep(ctx, wait) {
-				break
-			}
-		}
+		hc := e.clientFor(a)
+		res, n = e.retrying(ctx, p, d, func(ctx context.Context) attempt {
+			return e.attempt(ctx, hc, p, t, d, reqPath, contentType, body)
+		})
 	}
 	latency := time.Since(due)
 	<-e.sem // free the slot before recording: recording may wait on a lock
@@ -298,10 +289,7 @@ func (e *engine) viaSDK(ctx context.Context, sdk *client.Client, p *Population, 
 // the attempts counted are the flows started plus the SDK's retries.
 func (e *engine) sendLogin(ctx context.Context, a arrival, p *Population, l *Login, d *Draw) (attempt, int) {
 	if p.Retry.Policy == RetrySDK {
-		sdk := e.sdk[a.pop]
-		if a.source >= 0 {
-			sdk = e.sourced.sdk(a.source, p, *e.base.Load())
-		}
+		sdk := e.sdkFor(a)
 		ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 		defer cancel()
 		var wire atomic.Int64
@@ -309,17 +297,21 @@ func (e *engine) sendLogin(ctx context.Context, a arrival, p *Population, l *Log
 		res, _, sent := e.login(ctx, func(r *http.Request) (*http.Response, error) { return sdk.Do(ctx, r) }, p, l, d)
 		return res, 1 + max(int(wire.Load())-sent, 0)
 	}
-	hc := e.pooled
-	if a.source >= 0 {
-		hc = e.sourced.client(a.source)
-	}
-	var res attempt
-	n := 0
-	for {
-		n++
-		actx, cancel := context.WithTimeout(ctx, p.Timeout)
-		res, _, _ = e.login(actx, hc.Do, p, l, d)
-		cancel()
+	hc := e.clientFor(a)
+	return e.retrying(ctx, p, d, func(ctx context.Context) attempt {
+		ctx, cancel := context.WithTimeout(ctx, p.Timeout)
+		defer cancel()
+		res, _, _ := e.login(ctx, hc.Do, p, l, d)
+		return res
+	})
+}
+
+// retrying calls once until it succeeds or the population's policy gives
+// up, waiting between attempts as the policy says; it returns the last
+// outcome and the number of attempts.
+func (e *engine) retrying(ctx context.Context, p *Population, d *Draw, once func(ctx context.Context) attempt) (attempt, int) {
+	for n := 1; ; n++ {
+		res := once(ctx)
 		if res.out == outOK || ctx.Err() != nil || !retryable(p.Retry.Policy, res) {
 			return res, n
 		}
@@ -328,6 +320,23 @@ func (e *engine) sendLogin(ctx context.Context, a arrival, p *Population, l *Log
 			return res, n
 		}
 	}
+}
+
+// clientFor is the plain HTTP client an arrival is sent from: its source
+// address's, or the shared pool's.
+func (e *engine) clientFor(a arrival) *http.Client {
+	if a.source >= 0 {
+		return e.sourced.client(a.source)
+	}
+	return e.pooled
+}
+
+// sdkFor is the SDK client an arrival of an sdk population is sent from.
+func (e *engine) sdkFor(a arrival) *client.Client {
+	if a.source >= 0 {
+		return e.sourced.sdk(a.source, &e.s.Populations[a.pop], *e.base.Load())
+	}
+	return e.sdk[a.pop]
 }
 
 // attemptsKey carries a per-call counter the counting transport increments,

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rempart/rempart/internal/identity/users"
 )
 
 // sessionSlot is the session a population's arrival uses, -1 for a
@@ -26,14 +28,9 @@ func (e *engine) sessionSlot(p *Population, customer int) int {
 	return customer % p.Sessions
 }
 
-// customerIndex is the customer an arrival is for: its draw, or for a
-// population holding sessions, the customer of its session, spread evenly
-// over the whole population.
-func (e *engine) customerIndex(p *Population, customer int) int {
-	slot := e.sessionSlot(p, customer)
-	if slot < 0 {
-		return customer
-	}
+// sessionCustomer is the customer holding a population's session slot:
+// slots are spread evenly over the whole population.
+func (e *engine) sessionCustomer(p *Population, slot int) int {
 	return slot * (e.s.Customers / p.Sessions)
 }
 
@@ -111,7 +108,7 @@ func (e *engine) seedSessions(ctx context.Context, w io.Writer, label string) []
 					if k >= p.Sessions || ctx.Err() != nil {
 						return
 					}
-					d := &Draw{Customer: e.customers(k * (e.s.Customers / p.Sessions)), slot: k, pop: pi,
+					d := &Draw{Customer: e.customers(e.sessionCustomer(p, k)), slot: k, pop: pi,
 						Rand: rand.New(rand.NewPCG(uint64(k), uint64(pi))), Key: "seed-" + strconv.Itoa(k)}
 					var res attempt
 					for range seedAttempts {
@@ -145,9 +142,9 @@ func (e *engine) seedSessions(ctx context.Context, w io.Writer, label string) []
 	return out
 }
 
-// derivedPassword is the password the estate's identity provider gives a
-// derived customer (internal/identity/users.DerivedPassword).
-func derivedPassword(d *Draw) string { return "demo-" + d.Customer.ID }
+// derivedPassword is the password the identity provider gives a derived
+// customer.
+func derivedPassword(d *Draw) string { return users.DerivedPassword(d.Customer.ID) }
 
 // otpCode finds the one-time code in an SMS text.
 var otpCode = regexp.MustCompile(`\b\d{6}\b`)

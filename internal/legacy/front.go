@@ -40,17 +40,20 @@ type Front struct {
 	Timeout time.Duration
 	// Logger receives token-check failures; nil discards them.
 	Logger *slog.Logger
-
-	partners *http.ServeMux // the partner networks' channels
 }
 
-// partner reports whether r is for a partner network's channel (cards,
-// ATMs, 3-D Secure, instant payments): those came in through the schemes'
-// own links in 2025 and never saw the app's token check, which is why they
+// partnerChannels matches the partner networks' channels (cards, ATMs,
+// 3-D Secure, instant payments): those came in through the schemes' own
+// links in 2025 and never saw the app's token check, which is why they
 // stayed up on the day.
-func (f *Front) partner(r *http.Request) bool {
-	_, pattern := f.partners.Handler(r)
-	return pattern != ""
+func partnerChannels() *http.ServeMux {
+	mux := http.NewServeMux()
+	for _, c := range estate.Channels() {
+		if c.Tier == tier.Critical {
+			mux.Handle(c.Pattern, http.NotFoundHandler())
+		}
+	}
+	return mux
 }
 
 // identityPrefixes are the provider's paths.
@@ -66,13 +69,7 @@ func (f *Front) Handler() http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	partners := http.NewServeMux()
-	for _, c := range estate.Channels() {
-		if c.Tier == tier.Critical {
-			partners.Handle(c.Pattern, http.NotFoundHandler())
-		}
-	}
-	f.partners = partners
+	partners := partnerChannels()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
@@ -83,7 +80,7 @@ func (f *Front) Handler() http.Handler {
 				return
 			}
 		}
-		if r.Header.Get("Authorization") != "" && !f.partner(r) {
+		if _, pattern := partners.Handler(r); r.Header.Get("Authorization") != "" && pattern == "" {
 			if d := f.check(r); d != nil {
 				log.WarnContext(ctx, "token check failed", slog.String("path", r.URL.Path), slog.String("detail", d.Detail))
 				problem.Write(w, d)
