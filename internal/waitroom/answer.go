@@ -61,7 +61,7 @@ func (r *Room) writeWaiting(w http.ResponseWriter, req *http.Request, d decision
 	h.Set(Header, "waiting")
 	noStore(h)
 	if prefersHTML(req.Header.Get("Accept")) {
-		http.SetCookie(w, r.cookie(req, d.ticket, int(r.opts.TicketTTL/time.Second)))
+		http.SetCookie(w, r.cookie(req, d.ticket, seconds(d.pollAfter+r.opts.Grace)))
 		r.writePage(w, language(req.Header.Get("Accept-Language")), page{Position: d.position, Wait: d.eta, Poll: poll})
 		return
 	}

@@ -9,6 +9,8 @@ import (
 type metrics struct {
 	admitted     prometheus.Counter
 	issued       prometheus.Counter
+	pending      prometheus.Counter
+	gaveUp       prometheus.Counter
 	rejectedBy   *prometheus.CounterVec
 	rejectedFull prometheus.Counter
 }
@@ -23,7 +25,15 @@ func newMetrics(r *Room, reg prometheus.Registerer) *metrics {
 		}),
 		issued: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rempart_waitroom_issued_total",
-			Help: "Tickets issued: newcomers put in the line.",
+			Help: "Places given in the line: newcomers held back who came back once, as told.",
+		}),
+		pending: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rempart_waitroom_pending_total",
+			Help: "Newcomers held back and told to come back for a place; those who never do (pending minus issued, roughly) hold none.",
+		}),
+		gaveUp: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rempart_waitroom_given_up_total",
+			Help: "Places given up: holders who stopped polling, passed over by the line without spending a call.",
 		}),
 		rejectedBy: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rempart_waitroom_rejected_total",
@@ -38,10 +48,10 @@ func newMetrics(r *Room, reg prometheus.Registerer) *metrics {
 		return m
 	}
 	reg = prometheus.WrapRegistererWith(prometheus.Labels{"room": r.opts.ID}, reg)
-	reg.MustRegister(m.admitted, m.issued, m.rejectedBy,
+	reg.MustRegister(m.admitted, m.issued, m.pending, m.gaveUp, m.rejectedBy,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rempart_waitroom_waiting",
-			Help: "Tickets in the line, not yet called.",
+			Help: "Places in the line, not yet called.",
 		}, func() float64 { return float64(r.Stats().Waiting) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rempart_waitroom_admit_rate",

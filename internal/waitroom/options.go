@@ -44,10 +44,13 @@ type Options struct {
 	// Shorter reacts faster and is noisier. Default 5s.
 	Window time.Duration
 
-	// TicketTTL is how long a ticket stays valid after it was last handed out.
-	// A waiting client gets a fresh ticket on every poll, so only a client that
-	// stopped polling loses its place. Default 10m.
-	TicketTTL time.Duration
+	// Grace is how late after the time it was told to poll a waiting client
+	// may come back and keep its place: a ticket expires then, and the place
+	// is given up (the line passes it over without spending a call). A
+	// waiting client gets a fresh ticket on every poll, so only a client that
+	// stopped polling loses its place; one that comes back later starts
+	// again at the back. Default 5s.
+	Grace time.Duration
 	// MaxWaiting bounds the line. Beyond it newcomers get 503
 	// waiting-room-full. Default 50000.
 	MaxWaiting int
@@ -100,8 +103,8 @@ func (o Options) withDefaults() Options {
 	if o.Window < time.Second {
 		o.Window = 5 * time.Second
 	}
-	if o.TicketTTL <= 0 {
-		o.TicketTTL = 10 * time.Minute
+	if o.Grace <= 0 {
+		o.Grace = 5 * time.Second
 	}
 	if o.MaxWaiting <= 0 {
 		o.MaxWaiting = 50000

@@ -83,15 +83,36 @@ func (f *fixture) call(ticket string, info *request.Info, hdr ...string) *http.R
 	return rec.Result()
 }
 
-// ticket sends newcomers until one gets a ticket, and returns it.
+// pendingTicket is the ticket of a newcomer who arrived confirmAfter ago
+// and was told to come back now: presenting it is that newcomer's first
+// poll, without moving the clock (which would move the line).
+func (f *fixture) pendingTicket(info *request.Info) string {
+	now := f.clock.Now()
+	tk := ticket{room: f.room.opts.ID, issued: now.Add(-confirmAfter), expiry: now.Add(f.room.opts.Grace)}
+	if f.room.opts.BindClient && info != nil {
+		tk.client = clientNet(info.Client)
+	}
+	return tk.encode(testKey)
+}
+
+// ticket sends newcomers, each back for its first poll at once, until one
+// gets a place in the line, and returns its ticket.
 func (f *fixture) ticket() string {
 	f.t.Helper()
+	return f.ticketFor(nil)
+}
+
+func (f *fixture) ticketFor(info *request.Info) string {
+	f.t.Helper()
 	for range 10000 {
-		if tk := f.call("", nil).Header.Get("Rempart-Ticket"); tk != "" {
+		if tk := f.call(f.pendingTicket(info), info).Header.Get("Rempart-Ticket"); tk != "" {
+			if seqOf(f.t, tk) == 0 {
+				f.t.Fatal("a first poll got no place")
+			}
 			return tk
 		}
 	}
-	f.t.Fatal("no ticket after 10000 newcomers")
+	f.t.Fatal("no place after 10000 newcomers")
 	return ""
 }
 
@@ -157,12 +178,18 @@ func TestWireFormat(t *testing.T) {
 	if d.Ticket == "" || d.Ticket != res.Header.Get("Rempart-Ticket") {
 		t.Errorf("ticket %q, header %q", d.Ticket, res.Header.Get("Rempart-Ticket"))
 	}
-	if d.Position != 1 || d.ETA != 0.5 {
-		t.Errorf("position %d eta %v, want 1 and 0.5 (one ahead at 2/s)", d.Position, d.ETA)
+	// A newcomer: no place yet, come back in a second for one.
+	if seqOf(t, d.Ticket) != 0 || d.Position != 1 || d.ETA != 1 || d.Poll != 1 {
+		t.Errorf("seq %d position %d eta %v poll %v, want a first poll in 1 s", seqOf(t, d.Ticket), d.Position, d.ETA, d.Poll)
 	}
 	ra, err := strconv.Atoi(res.Header.Get("Retry-After"))
 	if err != nil || ra < 1 || float64(ra) != d.Poll {
 		t.Errorf("Retry-After %q, poll_after_seconds %v", res.Header.Get("Retry-After"), d.Poll)
+	}
+	// Its first poll: the place at the head of the line.
+	d = decodeWaiting(t, f.call(f.pendingTicket(nil), nil))
+	if seqOf(t, d.Ticket) == 0 || d.Position != 1 || d.ETA != 0.5 {
+		t.Errorf("seq %d position %d eta %v, want a place, 1 and 0.5 (one ahead at 2/s)", seqOf(t, d.Ticket), d.Position, d.ETA)
 	}
 	if cc := res.Header.Get("Cache-Control"); cc != "no-store" {
 		t.Errorf("Cache-Control %q", cc)
@@ -196,7 +223,7 @@ func TestFIFOConcurrent(t *testing.T) {
 		var wg sync.WaitGroup
 		for range n {
 			wg.Go(func() {
-				res := f.call("", nil)
+				res := f.call(f.pendingTicket(nil), nil)
 				mu.Lock()
 				defer mu.Unlock()
 				if res.StatusCode == http.StatusOK {
@@ -291,7 +318,7 @@ func TestETAHonest(t *testing.T) {
 	}
 	var line []*client
 	for range 50 {
-		res := f.call("", nil)
+		res := f.call(f.pendingTicket(nil), nil)
 		if res.StatusCode == http.StatusOK {
 			continue
 		}
@@ -347,9 +374,12 @@ func TestLineFull(t *testing.T) {
 	f := newFixture(t, 1, func(o *Options) { o.MaxWaiting = 3 })
 	f.call("", nil)
 	for range 3 {
-		if res := f.call("", nil); res.Header.Get("Rempart-Ticket") == "" {
+		if res := f.call(f.pendingTicket(nil), nil); res.Header.Get("Rempart-Ticket") == "" {
 			t.Fatal("no ticket before the line is full")
 		}
+	}
+	if s := f.room.Stats(); s.Waiting != 3 {
+		t.Fatalf("%d waiting, want 3", s.Waiting)
 	}
 	res := f.call("", nil)
 	if res.StatusCode != http.StatusServiceUnavailable {
@@ -396,8 +426,8 @@ func TestNoTicketGoesToTheBack(t *testing.T) {
 		{"garbage", "malformed", nil, func(t *testing.T, f *fixture, tk string) (string, *request.Info) {
 			return "not a ticket", nil
 		}},
-		{"expired", "expired", func(o *Options) { o.TicketTTL = 30 * time.Second }, func(t *testing.T, f *fixture, tk string) (string, *request.Info) {
-			f.clock.Advance(31 * time.Second)
+		{"expired", "expired", func(o *Options) { o.Grace = 2 * time.Second }, func(t *testing.T, f *fixture, tk string) (string, *request.Info) {
+			f.clock.Advance(f.room.opts.MaxPoll + 3*time.Second)
 			return tk, nil
 		}},
 		{"other room", "other-room", nil, func(t *testing.T, f *fixture, tk string) (string, *request.Info) {
@@ -427,10 +457,7 @@ func TestNoTicketGoesToTheBack(t *testing.T) {
 			home := &request.Info{Client: netip.MustParseAddr("203.0.113.9")}
 			var last string
 			for range 3 {
-				last = f.call("", home).Header.Get("Rempart-Ticket")
-			}
-			if last == "" {
-				t.Fatal("no ticket issued")
+				last = f.ticketFor(home)
 			}
 			lastSeq := seqOf(t, last)
 			bad, info := tt.spoil(t, f, last)
@@ -442,9 +469,11 @@ func TestNoTicketGoesToTheBack(t *testing.T) {
 				t.Fatalf("status %d, want 503", res.StatusCode)
 			}
 			d := decodeWaiting(t, res)
-			if d.Ticket == "" {
-				t.Fatal("no new ticket")
+			if d.Ticket == "" || seqOf(t, d.Ticket) != 0 {
+				t.Fatalf("ticket %q, want a newcomer's, with no place yet", d.Ticket)
 			}
+			f.clock.Advance(confirmAfter)
+			d = decodeWaiting(t, f.call(d.Ticket, info))
 			p, err := parseTicket(d.Ticket, testKey, "login-test", f.clock.Now())
 			if err != nil || p.seq <= lastSeq {
 				t.Errorf("new place %d (err %v), want after %d", p.seq, err, lastSeq)
@@ -469,8 +498,8 @@ func TestSingleUse(t *testing.T) {
 	if res.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("second use got %d, want 503", res.StatusCode)
 	}
-	if s := seqOf(t, decodeWaiting(t, res).Ticket); s <= seqOf(t, behind) {
-		t.Errorf("replayed ticket got place %d, want behind %d", s, seqOf(t, behind))
+	if s := seqOf(t, decodeWaiting(t, res).Ticket); s != 0 {
+		t.Errorf("replayed ticket got place %d, want a newcomer's ticket (behind %d once it comes back)", s, seqOf(t, behind))
 	}
 	if got := counter(t, reg, "rempart_waitroom_rejected_total", "reason", "replayed"); got != 1 {
 		t.Errorf("rejected_total{reason=replayed} = %v, want 1", got)
@@ -508,6 +537,7 @@ func TestReplayLimit(t *testing.T) {
 	if got := counter(t, reg, "rempart_waitroom_rejected_total", "reason", "replayed"); got != 3 {
 		t.Errorf("rejected_total{reason=replayed} = %v, want 3", got)
 	}
+	f.clock.Advance(time.Second) // the newcomers took this second's admissions
 	if res := f.call(tks[3], nil); res.StatusCode != http.StatusOK {
 		t.Errorf("unused ticket refused: %d", res.StatusCode)
 	}
@@ -526,7 +556,7 @@ func TestBrowserPage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, 1, nil)
 			f.call("", nil)
-			f.call("", nil)
+			ahead := f.ticket()
 			res := f.call("", nil, "Accept", browser, "Accept-Language", tt.acceptLanguage)
 			if res.StatusCode != http.StatusServiceUnavailable {
 				t.Fatalf("status %d", res.StatusCode)
@@ -556,7 +586,9 @@ func TestBrowserPage(t *testing.T) {
 			}
 
 			// The cookie is accepted like the header, and cleared once used.
-			f.clock.Advance(3 * time.Second)
+			f.clock.Advance(time.Second)
+			f.call(ahead, nil)
+			f.clock.Advance(time.Second)
 			req := httptest.NewRequest(http.MethodGet, "/login", nil)
 			req.Header.Set("Accept", browser)
 			req.AddCookie(ck)
@@ -575,7 +607,7 @@ func TestBrowserPage(t *testing.T) {
 func TestFullPageForBrowsers(t *testing.T) {
 	f := newFixture(t, 1, func(o *Options) { o.MaxWaiting = 1 })
 	f.call("", nil)
-	f.call("", nil)
+	f.ticket()
 	res := f.call("", nil, "Accept", "text/html", "Accept-Language", "en")
 	body := readAll(t, res)
 	if res.StatusCode != 503 || !strings.Contains(body, "The waiting line is full") || res.Header.Get("Rempart-Ticket") != "" {
@@ -640,21 +672,23 @@ func TestLanguage(t *testing.T) {
 func TestStatsAndMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	f := newFixture(t, 1, func(o *Options) { o.Registerer = reg })
-	f.call("", nil)
-	f.call("", nil)
-	f.call("", nil)
+	f.call("", nil) // straight through
+	f.ticket()      // two back for a place, a second after they arrived
+	f.ticket()
 	f.clock.Advance(500 * time.Millisecond)
 	s := f.room.Stats()
 	// Two ahead of a newcomer, 0.5 served of the first: 2.5 s at 1/s.
-	if s.Waiting != 2 || s.AdmitRate != 1 || s.OldestWait != 500*time.Millisecond || s.Wait != 2500*time.Millisecond {
+	if s.Waiting != 2 || s.AdmitRate != 1 || s.OldestWait != 1500*time.Millisecond || s.Wait != 2500*time.Millisecond {
 		t.Errorf("stats %+v", s)
 	}
 	for name, want := range map[string]float64{
 		"rempart_waitroom_waiting":             2,
 		"rempart_waitroom_admitted_total":      1,
+		"rempart_waitroom_pending_total":       0,
 		"rempart_waitroom_issued_total":        2,
+		"rempart_waitroom_given_up_total":      0,
 		"rempart_waitroom_admit_rate":          1,
-		"rempart_waitroom_oldest_wait_seconds": 0.5,
+		"rempart_waitroom_oldest_wait_seconds": 1.5,
 	} {
 		if got := counter(t, reg, name, "room", "login-test"); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
@@ -740,5 +774,141 @@ func BenchmarkPoll(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		h.ServeHTTP(&discard{h: http.Header{}}, req)
+	}
+}
+
+// TestFloodHoldsNoPlace sends a flood that never comes back for its place
+// (fire-and-forget requests, as most L7 floods are) alongside customers who
+// do: the customers' waits are those of a line of customers only.
+func TestFloodHoldsNoPlace(t *testing.T) {
+	const rate = 10
+	reg := prometheus.NewRegistry()
+	f := newFixture(t, rate, func(o *Options) { o.Registerer = reg })
+	start := f.clock.Now()
+	type customer struct {
+		ticket  string
+		arrived time.Time
+		due     time.Time
+	}
+	var line []*customer
+	var waits []time.Duration
+	for step := 0; step < 200 || len(line) > 0; step++ {
+		if step > 1000 {
+			t.Fatal("customers never got through")
+		}
+		now := f.clock.Now()
+		if step < 200 { // 20 s: 300 bots and 5 customers a second
+			for range 30 {
+				f.call("", nil)
+			}
+			if step%2 == 0 {
+				line = append(line, &customer{arrived: now, due: now})
+			}
+		}
+		var still []*customer
+		for _, c := range line {
+			if now.Before(c.due) {
+				still = append(still, c)
+				continue
+			}
+			res := f.call(c.ticket, nil)
+			if res.StatusCode == http.StatusOK {
+				waits = append(waits, now.Sub(c.arrived))
+				continue
+			}
+			d := decodeWaiting(t, res)
+			if d.Position > 5 {
+				t.Errorf("%v in: a customer told position %d, want a line of customers only", now.Sub(start), d.Position)
+			}
+			c.ticket, c.due = d.Ticket, now.Add(time.Duration(d.Poll)*time.Second)
+			still = append(still, c)
+		}
+		line = still
+		f.clock.Advance(100 * time.Millisecond)
+	}
+	slices.Sort(waits)
+	if len(waits) != 100 || waits[len(waits)-1] > 3*time.Second {
+		t.Errorf("%d customers admitted, longest wait %v; want 100, within 3 s (one second to come back, one for a place)", len(waits), waits[len(waits)-1])
+	}
+	if got := counter(t, reg, "rempart_waitroom_issued_total", "room", "login-test"); got > 100 {
+		t.Errorf("%v places given, want at most one per customer", got)
+	}
+	if got := counter(t, reg, "rempart_waitroom_pending_total", "room", "login-test"); got < 5900 {
+		t.Errorf("%v newcomers told to come back, want nearly all the flood's 6000 (a few find an admission free)", got)
+	}
+}
+
+// TestGivenUpPlacesArePassedOver puts five in the line, of whom the first
+// three stop polling: once their appointments lapse, the line passes them
+// over without spending a call, so the last two are not held back by them,
+// and the ones who gave up start again at the back if they return.
+func TestGivenUpPlacesArePassedOver(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f := newFixture(t, 1, func(o *Options) { o.Registerer = reg; o.Grace = 2 * time.Second })
+	f.call("", nil) // takes the second's admission
+	var tks []string
+	for range 10 {
+		tks = append(tks, f.ticket())
+	}
+	gone, kept := tks[:8], tks[8:]
+	start := f.clock.Now()
+	admitted := map[int]time.Duration{}
+	due := []time.Time{start, start}
+	for step := 0; len(admitted) < 2; step++ {
+		if step > 400 {
+			t.Fatalf("still waiting after %v", f.clock.Now().Sub(start))
+		}
+		f.clock.Advance(50 * time.Millisecond)
+		now := f.clock.Now()
+		for i := range kept {
+			if _, ok := admitted[i]; ok || now.Before(due[i]) {
+				continue
+			}
+			res := f.call(kept[i], nil)
+			if res.StatusCode == http.StatusOK {
+				admitted[i] = now.Sub(start)
+				continue
+			}
+			d := decodeWaiting(t, res)
+			kept[i], due[i] = d.Ticket, now.Add(time.Duration(d.Poll)*time.Second)
+		}
+	}
+	// The eight gave up when their first appointment lapsed, two seconds
+	// after it was due; until then those at the head cost the line a call
+	// each. With all of them the line would take ten seconds at 1/s.
+	last := max(admitted[0], admitted[1])
+	given := counter(t, reg, "rempart_waitroom_given_up_total", "room", "login-test")
+	if given < 4 || last > 8*time.Second {
+		t.Errorf("given_up_total %v, last of the two admitted after %v; want at least 4 passed over, and within 8 s", given, last)
+	}
+	for _, tk := range gone {
+		res := f.call(tk, nil)
+		if d := decodeWaiting(t, res); seqOf(t, d.Ticket) != 0 {
+			t.Errorf("a given-up ticket came back to place %d, want a newcomer's", seqOf(t, d.Ticket))
+		}
+	}
+	if got := counter(t, reg, "rempart_waitroom_rejected_total", "reason", "expired"); got != 8 {
+		t.Errorf("rejected_total{expired} %v, want 8", got)
+	}
+}
+
+// TestBackTooSoon keeps a newcomer who returns before its appointment on
+// the same appointment, and sends one who returns long after it to start
+// again.
+func TestBackTooSoon(t *testing.T) {
+	f := newFixture(t, 1, nil)
+	f.call("", nil)
+	first := decodeWaiting(t, f.call("", nil))
+	f.clock.Advance(300 * time.Millisecond)
+	again := decodeWaiting(t, f.call(first.Ticket, nil))
+	p0, _ := parseTicket(first.Ticket, testKey, "login-test", f.clock.Now())
+	p1, err := parseTicket(again.Ticket, testKey, "login-test", f.clock.Now())
+	if err != nil || p1.seq != 0 || !p1.issued.Equal(p0.issued) || again.Poll != 1 {
+		t.Errorf("back too soon: seq %d issued %v (was %v) poll %v, err %v; want the same appointment", p1.seq, p1.issued, p0.issued, again.Poll, err)
+	}
+	f.clock.Advance(700 * time.Millisecond)
+	f.call("", nil) // a newcomer takes the admission that accrued meanwhile
+	if d := decodeWaiting(t, f.call(again.Ticket, nil)); seqOf(t, d.Ticket) == 0 {
+		t.Error("back on time: no place")
 	}
 }
