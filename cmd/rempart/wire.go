@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -122,7 +123,13 @@ func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 		}
 	}
 	if s.identity != nil {
-		s.room = waitroom.New(waitroom.Options{ID: "login", Registerer: s.metrics.Registry})
+		// The room starts at half the password checks this machine can do a
+		// second (the other half is the bank's), and learns from there: a
+		// room starting at its floor needs seconds of a surge to climb, and
+		// in those seconds it turns away customers the provider could serve.
+		initial := users.HashesPerSecond(s.users.Params(), runtime.GOMAXPROCS(0)) / 2
+		s.log.Info("login waiting room", slog.Float64("initial_rate", initial))
+		s.room = waitroom.New(waitroom.Options{ID: "login", InitialRate: initial, Registerer: s.metrics.Registry})
 	}
 	if s.routes, err = s.buildRoutes(upstreams); err != nil {
 		return nil, err

@@ -31,6 +31,10 @@ import (
 //     it waits: clients told to come back at the old rate return late when
 //     the rate rises, and raising it further on no evidence would only pile
 //     up called clients who then arrive together.
+//   - A stall (calls piling up while fewer than half the rate complete) is
+//     cut like an overload but remembered: once the backend completes calls
+//     again, promptly and without failures, the rate goes straight back to
+//     half what it was before the stall, and climbs from there.
 //   - Otherwise the rate stays where it is. It matters only when demand
 //     exceeds it, and then it starts from the last thing learnt.
 //
@@ -53,6 +57,7 @@ type estimator struct {
 	decided  int64    // the second of the last decision
 	binding  bool     // someone was held back since the last decision
 	inflight int
+	resume   float64 // the rate held before the backend stalled, zero when it has not
 }
 
 type bucket struct {
@@ -126,10 +131,24 @@ func (e *estimator) decide(sec int64) {
 	binding := e.binding
 	e.binding = false
 	defer e.smoothen(sec)
+	stuck := float64(e.inflight) > 2*e.rate*e.target.Seconds()+2
+	lb := e.bucket(sec)
+	last := lb.good
+	if e.resume > 0 && !stuck && last > 0 && lb.bad == 0 && lb.slow == 0 {
+		// The backend answers again, promptly and without failing, after a
+		// stall: the stall said nothing about its capacity, so the rate goes
+		// back to half what it was before, without waiting out the cooldown
+		// (the incident's identity store came back at once when unblocked,
+		// and a room crawling up from its floor would have kept customers
+		// out for minutes after).
+		e.rate = clamp(max(e.rate, e.resume/2), e.min, e.max)
+		e.resume = 0
+		e.cooldown = sec + 1
+		return
+	}
 	if sec < e.cooldown {
 		return
 	}
-	last := e.bucket(sec).good
 	var good, bad, slow, span, satGood, satSpan int
 	for _, b := range e.buckets {
 		if b.sec <= sec && b.sec > sec-int64(len(e.buckets)) && b.good+b.bad > 0 {
@@ -142,7 +161,6 @@ func (e *estimator) decide(sec int64) {
 		}
 	}
 	n := good + bad
-	stuck := float64(e.inflight) > 2*e.rate*e.target.Seconds()+2
 	over := stuck || (n >= minSamples && (bad*20 > n || slow*10 > n))
 	switch {
 	case over:
@@ -153,6 +171,15 @@ func (e *estimator) decide(sec int64) {
 		goodput := float64(good) / float64(max(span, 1))
 		if satSpan > 0 {
 			goodput = float64(satGood) / float64(satSpan)
+		}
+		if stuck && goodput < 0.5*e.rate {
+			// A stall, not a saturation: what it completes is no measure of
+			// what it can do once unblocked.
+			e.resume = max(e.resume, e.rate)
+			e.rate = clamp(0.9*min(e.rate, goodput), e.min, e.max)
+			e.cooldown = sec + int64(len(e.buckets))
+			e.capacity, e.cutAt = 0, sec
+			return
 		}
 		e.rate = clamp(0.9*min(e.rate, goodput), e.min, e.max)
 		e.cooldown = sec + int64(len(e.buckets))

@@ -167,3 +167,55 @@ func TestEstimatorCoolsDownAfterACut(t *testing.T) {
 		t.Errorf("rate %v, want below the goodput of 50", e.rate)
 	}
 }
+
+// TestEstimatorResumesAfterAStall runs a backend at 100/s, stalls it (calls
+// pile up, none completes, as the incident's identity store did) for 10 s,
+// then unblocks it: the first prompt second after the stall takes the rate
+// back to half what it was, not to a crawl up from the floor. A backend that
+// is merely saturated gets no such jump.
+func TestEstimatorResumesAfterAStall(t *testing.T) {
+	now := time.Date(2025, 12, 22, 8, 0, 0, 0, time.UTC)
+	e := newEstimator(Options{MinRate: 5, MaxRate: 1000, InitialRate: 100}.withDefaults(), now)
+	at := func(s int) time.Time { return now.Add(time.Duration(s) * time.Second) }
+	for s := range 5 {
+		for range 100 {
+			e.observe(at(s), 20*time.Millisecond, http.StatusOK)
+		}
+	}
+	e.inflight = 400
+	for s := 5; s < 15; s++ {
+		e.roll(at(s))
+	}
+	if e.rate != 5 {
+		t.Fatalf("rate %v during the stall, want the floor", e.rate)
+	}
+	e.inflight = 0
+	for range 5 {
+		e.observe(at(15), 20*time.Millisecond, http.StatusOK)
+	}
+	e.roll(at(16))
+	// The first cut came as the stall began, on a window of prompt calls
+	// (to 90); the stall proper was seen on the next decision.
+	if e.rate != 45 {
+		t.Errorf("rate %v the second after the stall, want half the 90 it held when the stall was seen", e.rate)
+	}
+
+	// Saturated, not stalled: the cut stands until the window has passed.
+	e = newEstimator(Options{MinRate: 5, MaxRate: 1000, InitialRate: 100}.withDefaults(), now)
+	for s := range 5 {
+		for range 40 {
+			e.observe(at(s), 20*time.Millisecond, http.StatusOK)
+		}
+		for range 20 {
+			e.observe(at(s), 20*time.Millisecond, http.StatusServiceUnavailable)
+		}
+	}
+	cut := e.rate
+	for range 5 {
+		e.observe(at(5), 20*time.Millisecond, http.StatusOK)
+	}
+	e.roll(at(6))
+	if e.resume != 0 || e.rate > cut || cut > 36 {
+		t.Errorf("rate %v after cuts to %v, resume %v: want the cuts (90 %% of the goodput of 40) to stand", e.rate, cut, e.resume)
+	}
+}

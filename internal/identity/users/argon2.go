@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -87,4 +89,20 @@ func Verify(password, encoded string) (bool, error) {
 	}
 	got := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, p.KeyLen)
 	return subtle.ConstantTimeCompare(got, key) == 1, nil
+}
+
+// HashesPerSecond measures how many password checks at p procs processors
+// can do a second: the fastest of three hashes, times procs (argon2id at one
+// thread is one core's work). A waiting room in front of logins starts from
+// it, so the first surge after a start meets the machine's capacity, not a
+// guess.
+func HashesPerSecond(p Params, procs int) float64 {
+	salt := make([]byte, p.SaltLen)
+	best := time.Duration(math.MaxInt64)
+	for range 3 {
+		start := time.Now()
+		HashWithSalt("rempart capacity probe", salt, p)
+		best = min(best, time.Since(start))
+	}
+	return float64(max(procs, 1)) / max(best.Seconds(), 1e-6)
 }

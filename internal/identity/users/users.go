@@ -120,6 +120,9 @@ func (m *Memory) SetStuck(stuck bool) {
 // Stuck reports whether the directory is switched stuck.
 func (m *Memory) Stuck() bool { return m.stuck.Load() != nil }
 
+// Params are the hash costs of the passwords the directory checks.
+func (m *Memory) Params() Params { return m.params }
+
 func (m *Memory) wait(ctx context.Context) error {
 	p := m.stuck.Load()
 	if p == nil {

@@ -91,3 +91,14 @@ func TestSetStuckTwiceStaysStuck(t *testing.T) {
 		t.Fatal("still stuck")
 	}
 }
+
+// TestHashesPerSecond compares costs, not times: a hash of 64 times the
+// memory is far slower on any machine.
+func TestHashesPerSecond(t *testing.T) {
+	heavy := Fast
+	heavy.MemoryKiB *= 64
+	fast, slow := HashesPerSecond(Fast, 1), HashesPerSecond(heavy, 1)
+	if !(fast > 4*slow) || slow <= 0 {
+		t.Errorf("%.0f hashes/s at %d KiB, %.0f at %d KiB: want the first well above the second", fast, Fast.MemoryKiB, slow, heavy.MemoryKiB)
+	}
+}
