@@ -29,6 +29,8 @@ type engine struct {
 	customers Customers
 	authorize func(*http.Request, Customer) // the arm's own sessions (Authorizer), or nil
 	tokens    [][]string                    // [pop][slot]: access tokens of seeded sessions
+	devices   [][]string                    // [pop][slot]: device cookies of seeded devices
+	busy      [][]atomic.Bool               // [pop][slot]: a login from this device is under way
 	otp       func(ctx context.Context, phone string) (string, error)
 
 	pooled  *http.Client     // keep-alive connections from the default address
@@ -151,8 +153,13 @@ func (e *engine) send(ctx context.Context, a arrival, ch int, due time.Time) {
 	p := &e.s.Populations[a.pop]
 	t := e.targets[a.pop][a.target]
 	slot, ci := e.sessionSlot(p, a.customer), a.customer
+	if slot >= 0 && t.Login != nil {
+		var release func()
+		slot, release = e.claim(a.pop, slot)
+		defer release()
+	}
 	if slot >= 0 {
-		ci = e.sessionCustomer(p, slot)
+		ci = e.sessionCustomer(a.pop, p, slot)
 	}
 	d := &Draw{
 		Customer:     e.customers(ci),
@@ -422,4 +429,26 @@ func (e *engine) acknowledged() []string {
 // transfer says "status":"declined".
 func isDecline(body []byte) bool {
 	return bytes.Contains(body, []byte(`"approved":false`)) || bytes.Contains(body, []byte(`"status":"declined"`))
+}
+
+// claimProbe is how many devices past the drawn one a login looks at for
+// one not already logging in.
+const claimProbe = 32
+
+// claim picks, from the drawn slot on, a device of population pop with no
+// login under way and marks it busy until release: one phone does not log
+// in twice at once, and two logins of one customer would each read the
+// other's SMS code. When all those probed are busy it keeps the drawn one.
+func (e *engine) claim(pop, slot int) (int, func()) {
+	if pop >= len(e.busy) || len(e.busy[pop]) == 0 {
+		return slot, func() {}
+	}
+	b := e.busy[pop]
+	for i := range min(claimProbe, len(b)) {
+		k := (slot + i) % len(b)
+		if b[k].CompareAndSwap(false, true) {
+			return k, func() { b[k].Store(false) }
+		}
+	}
+	return slot, func() {}
 }

@@ -129,13 +129,26 @@ func (f *flow) next(a answer) (*url.URL, bool) {
 	return loc, strings.HasPrefix(loc.String(), loginRedirect)
 }
 
+// deviceCookie is the cookie the identity provider marks a device with once
+// a login on it succeeded (identity.DeviceCookieName; the drill stays off
+// the identity package, which it only talks to over HTTP).
+const deviceCookie = "rempart_device"
+
+// credentials are what a successful login leaves the app: the access token
+// and, when the provider set one, the device cookie.
+type credentials struct{ token, device string }
+
 // login runs one attempt of a login flow through do and returns its
-// outcome, the access token on success, and how many requests it sent.
-func (e *engine) login(ctx context.Context, do doFunc, p *Population, l *Login, d *Draw) (attempt, string, int) {
+// outcome, what it got on success, and how many requests it sent. A draw of
+// a population logging in from known devices presents its device's cookie.
+func (e *engine) login(ctx context.Context, do doFunc, p *Population, l *Login, d *Draw) (attempt, credentials, int) {
 	base := *e.base.Load()
 	f := &flow{base: base, ua: "rempart-drill/" + p.Name, do: do, cookies: map[string]string{}}
+	if d.slot >= 0 && d.pop < len(e.devices) && d.slot < len(e.devices[d.pop]) && e.devices[d.pop][d.slot] != "" {
+		f.cookies[deviceCookie] = e.devices[d.pop][d.slot]
+	}
 	res, tok := e.loginSteps(ctx, f, l, d)
-	return res, tok, f.sent
+	return res, credentials{token: tok, device: f.cookies[deviceCookie]}, f.sent
 }
 
 func (e *engine) loginSteps(ctx context.Context, f *flow, l *Login, d *Draw) (attempt, string) {

@@ -51,7 +51,7 @@ type Draw struct {
 	Key          string
 
 	pop  int // the population's index
-	slot int // the customer's session among the population's; -1 for none
+	slot int // the customer's session (or device) among the population's; -1 for none
 }
 
 // Target is one kind of request in the mix: populations name targets with a

@@ -68,6 +68,12 @@ type Population struct {
 	// population; the population's requests are drawn from them. Default
 	// 200 when Session is set.
 	Sessions int `yaml:"sessions" json:"sessions,omitempty"`
+	// Devices, on a population that logs in, is how many customers log in
+	// from a device they logged in from before: the drill logs each in once
+	// before the load, keeps the device cookie the provider set, and every
+	// login of the population is one of them on that device. Zero (the
+	// default) logs in from devices the provider has never seen.
+	Devices int `yaml:"devices" json:"devices,omitempty"`
 	// Sources is how many distinct loopback addresses (127.64.0.1 upwards)
 	// the population's requests come from, drawn per request; each address
 	// keeps its own keep-alive connection for 5 s, as a phone app or a

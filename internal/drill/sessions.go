@@ -19,19 +19,31 @@ import (
 	"github.com/rempart/rempart/internal/identity/users"
 )
 
-// sessionSlot is the session a population's arrival uses, -1 for a
-// population without sessions.
-func (e *engine) sessionSlot(p *Population, customer int) int {
-	if !p.Session || p.Sessions <= 0 {
-		return -1
+// slots is how many customers of a population hold something the drill
+// made for them before the load: a session, or a device that logged in
+// before. Zero when the population's customers are drawn from all.
+func (p *Population) slots() int {
+	if p.Session {
+		return p.Sessions
 	}
-	return customer % p.Sessions
+	return p.Devices
 }
 
-// sessionCustomer is the customer holding a population's session slot:
-// slots are spread evenly over the whole population.
-func (e *engine) sessionCustomer(p *Population, slot int) int {
-	return slot * (e.s.Customers / p.Sessions)
+// sessionSlot is the session (or device) a population's arrival uses, -1 for
+// a population without.
+func (e *engine) sessionSlot(p *Population, customer int) int {
+	if p.slots() <= 0 {
+		return -1
+	}
+	return customer % p.slots()
+}
+
+// sessionCustomer is the customer holding slot of population pop: slots are
+// spread evenly over all customers, each population's one further on, so
+// two populations never share a customer (nor the customer's phone, whose
+// newest code a login reads).
+func (e *engine) sessionCustomer(pop int, p *Population, slot int) int {
+	return (slot*(e.s.Customers/p.slots()) + pop) % e.s.Customers
 }
 
 // authorizeRequest attaches the session of d's customer: the arm's own
@@ -49,12 +61,15 @@ func (e *engine) authorizeRequest(r *http.Request, d *Draw) {
 	}
 }
 
-// SessionSeed is how the sessions of one population were made.
+// SessionSeed is how the sessions (or devices) of one population were made.
 type SessionSeed struct {
-	Population string  `json:"population"`
-	Wanted     int     `json:"wanted"`
-	LoggedIn   int     `json:"logged_in"`
-	Seconds    float64 `json:"seconds"`
+	Population string `json:"population"`
+	// What was made: "sessions" (access tokens) or "devices" (device
+	// cookies).
+	What     string  `json:"what"`
+	Wanted   int     `json:"wanted"`
+	LoggedIn int     `json:"logged_in"`
+	Seconds  float64 `json:"seconds"`
 	// Failures counts failed logins by outcome, e.g. {"503": 3}.
 	Failures map[string]int `json:"failures,omitempty"`
 }
@@ -67,23 +82,29 @@ const (
 	seedTimeout  = 10 * time.Second
 )
 
-// seedSessions logs in the customers of every population holding sessions,
-// before the load starts, through the arm's real login; progress goes to w.
-// A customer whose login fails sends its requests without a token.
+// seedSessions logs in, before the load starts and through the arm's real
+// login, the customers of every population holding sessions (keeping their
+// access tokens) or logging in from known devices (keeping the device
+// cookies); progress goes to w. A customer whose login fails sends its
+// requests without a token, or logs in from an unknown device.
 func (e *engine) seedSessions(ctx context.Context, w io.Writer, label string) []SessionSeed {
 	e.tokens = make([][]string, len(e.s.Populations))
+	e.devices = make([][]string, len(e.s.Populations))
+	e.busy = make([][]atomic.Bool, len(e.s.Populations))
 	var out []SessionSeed
-	if e.authorize != nil {
-		return out
-	}
 	login := &Login{User: func(d *Draw) string { return d.Customer.ID }, Password: derivedPassword}
 	for pi := range e.s.Populations {
 		p := &e.s.Populations[pi]
-		if !p.Session || p.Sessions <= 0 {
+		n := p.slots()
+		if n <= 0 || p.Session && e.authorize != nil {
 			continue
 		}
-		seed := SessionSeed{Population: p.Name, Wanted: p.Sessions, Failures: map[string]int{}}
-		toks := make([]string, p.Sessions)
+		seed := SessionSeed{Population: p.Name, What: "sessions", Wanted: n, Failures: map[string]int{}}
+		if !p.Session {
+			seed.What = "devices"
+		}
+		toks := make([]string, n)
+		devs := make([]string, n)
 		started := time.Now()
 		var next, done atomic.Int64
 		var mu sync.Mutex
@@ -96,7 +117,7 @@ func (e *engine) seedSessions(ctx context.Context, w io.Writer, label string) []
 				case <-stop:
 					return
 				case <-t.C:
-					fmt.Fprintf(w, "%s · logging in %s's sessions: %d/%d\n", label, p.Name, done.Load(), p.Sessions)
+					fmt.Fprintf(w, "%s · logging in %s's %s: %d/%d\n", label, p.Name, seed.What, done.Load(), n)
 				}
 			}
 		}()
@@ -105,19 +126,20 @@ func (e *engine) seedSessions(ctx context.Context, w io.Writer, label string) []
 			wg.Go(func() {
 				for {
 					k := int(next.Add(1) - 1)
-					if k >= p.Sessions || ctx.Err() != nil {
+					if k >= n || ctx.Err() != nil {
 						return
 					}
-					d := &Draw{Customer: e.customers(e.sessionCustomer(p, k)), slot: k, pop: pi,
+					// slot -1: the seeding login is the device's first.
+					d := &Draw{Customer: e.customers(e.sessionCustomer(pi, p, k)), slot: -1, pop: pi,
 						Rand: rand.New(rand.NewPCG(uint64(k), uint64(pi))), Key: "seed-" + strconv.Itoa(k)}
 					var res attempt
 					for range seedAttempts {
 						actx, cancel := context.WithTimeout(ctx, seedTimeout)
-						var tok string
-						res, tok, _ = e.login(actx, e.pooled.Do, p, login, d)
+						var c credentials
+						res, c, _ = e.login(actx, e.pooled.Do, p, login, d)
 						cancel()
 						if res.out == outOK {
-							toks[k] = tok
+							toks[k], devs[k] = c.token, c.device
 							break
 						}
 					}
@@ -135,9 +157,14 @@ func (e *engine) seedSessions(ctx context.Context, w io.Writer, label string) []
 		wg.Wait()
 		close(stop)
 		seed.Seconds = time.Since(started).Seconds()
-		e.tokens[pi] = toks
+		if p.Session {
+			e.tokens[pi] = toks
+		} else {
+			e.devices[pi] = devs
+			e.busy[pi] = make([]atomic.Bool, n)
+		}
 		out = append(out, seed)
-		fmt.Fprintf(w, "%s · %s: %d of %d customers logged in, in %.1f s\n", label, p.Name, seed.LoggedIn, seed.Wanted, seed.Seconds)
+		fmt.Fprintf(w, "%s · %s: %d of %d customers logged in (%s), in %.1f s\n", label, p.Name, seed.LoggedIn, seed.Wanted, seed.What, seed.Seconds)
 	}
 	return out
 }

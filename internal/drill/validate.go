@@ -20,7 +20,7 @@ const (
 	// (ulimit -n), leaving room for the arm's own sockets when in-process.
 	maxMaxInFlight = 16_384
 	maxSources     = 254 << 14 // 254 hosts in each of the 16,384 /24s of 127.64.0.0/10
-	// Sessions are real logins made before the load: each costs the arm a
+	// Sessions and devices are real logins made before the load: each costs the arm a
 	// password hash, so a few thousand is the most that stays quick.
 	defaultSessions = 200
 	maxSessions     = 5000
@@ -108,6 +108,15 @@ func (s *Scenario) validate() []*FieldError {
 			p.Sessions = defaultSessions
 		case p.Sessions < 0 || p.Sessions > maxSessions || (s.Customers > 0 && p.Sessions > s.Customers):
 			bad(pp.with("sessions"), "must be 1..%d and at most customers", maxSessions)
+		}
+		switch {
+		case p.Devices == 0:
+		case p.Session:
+			bad(pp.with("devices"), "not with session: true (a population holding sessions does not log in)")
+		case !logsIn(s, p):
+			bad(pp.with("devices"), "only on a population that logs in (a login target in requests)")
+		case p.Devices < 0 || p.Devices > maxSessions || (s.Customers > 0 && p.Devices > s.Customers):
+			bad(pp.with("devices"), "must be 1..%d and at most customers", maxSessions)
 		}
 		switch {
 		case p.Timeout == 0:
@@ -280,4 +289,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// logsIn says whether a population's mix has a login flow.
+func logsIn(s *Scenario, p *Population) bool {
+	for name := range p.Requests {
+		if t, ok := s.targets[name]; ok && t.Login != nil {
+			return true
+		}
+	}
+	return false
 }
