@@ -12,7 +12,7 @@ import (
 //   - The backend is overloaded when more than 5 % of the calls failed the
 //     way a saturated server fails (5xx, 429), more than 10 % were slower
 //     than LatencyTarget, or more calls are in flight than Little's law
-//     allows at the current rate (2 × rate × LatencyTarget): a stuck
+//     allows at the current rate (2 × rate × LatencyTarget, see full): a stuck
 //     backend, like the deadlocked identity database of the incident,
 //     answers nothing, so only the calls piling up show it.
 //   - Overloaded: the rate drops to 90 % of the goodput (good completions
@@ -131,7 +131,7 @@ func (e *estimator) decide(sec int64) {
 	binding := e.binding
 	e.binding = false
 	defer e.smoothen(sec)
-	stuck := float64(e.inflight) > 2*e.rate*e.target.Seconds()+2
+	stuck := e.full()
 	lb := e.bucket(sec)
 	last := lb.good
 	if e.resume > 0 && !stuck && last > 0 && lb.bad == 0 && lb.slow == 0 {
@@ -194,6 +194,16 @@ func (e *estimator) decide(sec int64) {
 		}
 		e.rate = clamp(max(e.rate*growth, e.rate+1), e.min, e.max)
 	}
+}
+
+// full says whether as many calls are in flight as Little's law allows at
+// the current rate (2 × rate × LatencyTarget, and two more): the room admits
+// no more until some complete. A healthy backend never gets there (its
+// calls take less than the target, so it holds under half as many); a
+// stalled one does, and is then fed no more calls that would only hang on
+// it and, released together when it comes back, land on it all at once.
+func (e *estimator) full() bool {
+	return float64(e.inflight) >= 2*e.rate*e.target.Seconds()+2
 }
 
 // smoothTau is the time constant, in seconds, of the rate behind the

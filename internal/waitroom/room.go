@@ -234,7 +234,7 @@ func (r *Room) decideLocked(now time.Time, presented bool, tk ticket, terr error
 		case tk.seq == 0:
 			// A newcomer's first poll: now it gets its place.
 			return r.join(now, tk)
-		case tk.seq <= r.serving && r.tokens >= 1:
+		case tk.seq <= r.serving && r.tokens >= 1 && !r.est.full():
 			r.tokens--
 			r.forget(tk.seq)
 			r.markUsed(tk.seq, now)
@@ -265,9 +265,11 @@ func (r *Room) decideLocked(now time.Time, presented bool, tk ticket, terr error
 func (r *Room) waitingNow() int { return len(r.line) - r.head }
 
 // open says whether a newcomer may go straight through: nobody in the line,
-// and an admission in hand beyond those owed to the called who are on their
-// way back. Called with r.mu held.
-func (r *Room) open() bool { return r.waitingNow() == 0 && r.tokens >= float64(1+len(r.called)) }
+// an admission in hand beyond those owed to the called who are on their way
+// back, and room in flight. Called with r.mu held.
+func (r *Room) open() bool {
+	return r.waitingNow() == 0 && r.tokens >= float64(1+len(r.called)) && !r.est.full()
+}
 
 // lineFull answers a newcomer when the line is at MaxWaiting; ok is false
 // then. Called with r.mu held.

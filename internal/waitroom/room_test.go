@@ -912,3 +912,28 @@ func TestBackTooSoon(t *testing.T) {
 		t.Error("back on time: no place")
 	}
 }
+
+// TestInFlightBound admits calls to a backend that answers none of them: once
+// as many are in flight as Little's law allows at the rate (2 × 1/s × 1 s,
+// and two more), nobody else is let through, however many admissions the
+// rate has accrued, until one completes.
+func TestInFlightBound(t *testing.T) {
+	clock := newFakeClock()
+	room := New(Options{Key: testKey, MinRate: 1, MaxRate: 1, Clock: clock})
+	req := httptest.NewRequest(http.MethodPost, "/login", nil)
+	admitted := 0
+	for range 20 {
+		clock.Advance(time.Second)
+		if d := room.decide(req); d.kind == admit {
+			admitted++
+		}
+	}
+	if admitted != 4 {
+		t.Fatalf("%d admitted to a backend answering none, want 4", admitted)
+	}
+	room.done(clock.Now(), 20*time.Second, http.StatusOK)
+	clock.Advance(time.Second)
+	if d := room.decide(req); d.kind != admit {
+		t.Errorf("one completed: %v, want an admission", d.kind)
+	}
+}

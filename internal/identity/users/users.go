@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,14 @@ type Options struct {
 	// uses a placeholder built from n. The wiring passes the estate's own,
 	// so a login code reaches the same phone as a 3-D Secure code.
 	Phone func(n int) string
+	// MaxHashes bounds the password checks computed at once; more wait
+	// their turn (or their context). Default GOMAXPROCS: a hash is one
+	// core's work, so more at once finish no sooner, and each holds its
+	// MemoryKiB meanwhile. Without the bound, logins released together
+	// (a directory that comes back after hanging, with hundreds waiting on
+	// it) allocated 4.8 MiB each at once in the drill and stalled the whole
+	// process, card authorisations included, for a second.
+	MaxHashes int
 }
 
 // Memory is the embedded directory: demo customers hashed at start, derived
@@ -61,6 +70,7 @@ type Memory struct {
 	phone   func(n int) string
 	users   map[string]record
 	stuck   atomic.Pointer[chan struct{}]
+	hashing chan struct{} // one token per password check under way
 
 	mu    sync.Mutex
 	cache map[string]string // derived id -> PHC hash
@@ -81,7 +91,11 @@ func NewMemory(opts Options) (*Memory, error) {
 	if opts.Params == (Params{}) {
 		opts.Params = OWASP
 	}
-	m := &Memory{params: opts.Params, derived: opts.Derived, phone: opts.Phone, users: map[string]record{}, cache: map[string]string{}}
+	if opts.MaxHashes <= 0 {
+		opts.MaxHashes = runtime.GOMAXPROCS(0)
+	}
+	m := &Memory{params: opts.Params, derived: opts.Derived, phone: opts.Phone, users: map[string]record{}, cache: map[string]string{},
+		hashing: make(chan struct{}, opts.MaxHashes)}
 	for _, d := range Demo {
 		h, err := Hash(d.Password, m.params)
 		if err != nil {
@@ -153,6 +167,12 @@ func (m *Memory) Lookup(ctx context.Context, id string) (User, error) {
 func (m *Memory) Authenticate(ctx context.Context, id, password string) (User, error) {
 	if err := m.wait(ctx); err != nil {
 		return User{}, err
+	}
+	select {
+	case m.hashing <- struct{}{}:
+		defer func() { <-m.hashing }()
+	case <-ctx.Done():
+		return User{}, ctx.Err()
 	}
 	r, ok := m.find(id)
 	if !ok {

@@ -102,3 +102,25 @@ func TestHashesPerSecond(t *testing.T) {
 		t.Errorf("%.0f hashes/s at %d KiB, %.0f at %d KiB: want the first well above the second", fast, Fast.MemoryKiB, slow, heavy.MemoryKiB)
 	}
 }
+
+// TestMaxHashes holds the only hash slot: a login waits for it, until its
+// context ends, and goes through once the slot is free.
+func TestMaxHashes(t *testing.T) {
+	m, err := NewMemory(Options{Params: Fast, Derived: 10, MaxHashes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.hashing <- struct{}{} // a check under way
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := m.Authenticate(ctx, "C00000001", DerivedPassword("C00000001")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("with the slot taken: %v, want the context's deadline", err)
+	}
+	<-m.hashing
+	if _, err := m.Authenticate(context.Background(), "C00000001", DerivedPassword("C00000001")); err != nil {
+		t.Fatalf("with the slot free: %v", err)
+	}
+	if len(m.hashing) != 0 {
+		t.Error("the slot was not given back")
+	}
+}
