@@ -62,7 +62,9 @@ type Population struct {
 	// starts, the drill logs Sessions customers in through the arm's own
 	// login (password and SMS code, as a customer would) and the
 	// population's requests carry their access tokens; arms implementing
-	// Authorizer attach a session of their own instead.
+	// Authorizer attach a session of their own instead. The population's
+	// logins, if its mix has any, are those customers logging in again
+	// from the device of that first login.
 	Session bool `yaml:"session" json:"session,omitempty"`
 	// Sessions is how many customers hold a session, spread over the whole
 	// population; the population's requests are drawn from them. Default

@@ -83,10 +83,12 @@ const (
 )
 
 // seedSessions logs in, before the load starts and through the arm's real
-// login, the customers of every population holding sessions (keeping their
-// access tokens) or logging in from known devices (keeping the device
-// cookies); progress goes to w. A customer whose login fails sends its
-// requests without a token, or logs in from an unknown device.
+// login, the customers of every population holding sessions or logging in
+// from known devices, keeping the access tokens (sessions) and the device
+// cookies (both: a population holding sessions that logs in again does so
+// from the device it logged in on); progress goes to w. A customer whose
+// login fails sends its requests without a token, and logs in from an
+// unknown device.
 func (e *engine) seedSessions(ctx context.Context, w io.Writer, label string) []SessionSeed {
 	e.tokens = make([][]string, len(e.s.Populations))
 	e.devices = make([][]string, len(e.s.Populations))
@@ -157,12 +159,13 @@ func (e *engine) seedSessions(ctx context.Context, w io.Writer, label string) []
 		wg.Wait()
 		close(stop)
 		seed.Seconds = time.Since(started).Seconds()
+		// A session's login was also its device's: the app logs in again
+		// from there when it must.
 		if p.Session {
 			e.tokens[pi] = toks
-		} else {
-			e.devices[pi] = devs
-			e.busy[pi] = make([]atomic.Bool, n)
 		}
+		e.devices[pi] = devs
+		e.busy[pi] = make([]atomic.Bool, n)
 		out = append(out, seed)
 		fmt.Fprintf(w, "%s · %s: %d of %d customers logged in (%s), in %.1f s\n", label, p.Name, seed.LoggedIn, seed.Wanted, seed.What, seed.Seconds)
 	}

@@ -112,7 +112,7 @@ func (s *Scenario) validate() []*FieldError {
 		switch {
 		case p.Devices == 0:
 		case p.Session:
-			bad(pp.with("devices"), "not with session: true (a population holding sessions does not log in)")
+			bad(pp.with("devices"), "not with session: true (a population holding sessions logs in again from its sessions' devices)")
 		case !logsIn(s, p):
 			bad(pp.with("devices"), "only on a population that logs in (a login target in requests)")
 		case p.Devices < 0 || p.Devices > maxSessions || (s.Customers > 0 && p.Devices > s.Customers):
