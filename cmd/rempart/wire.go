@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"path/filepath"
 	"runtime"
@@ -242,6 +243,11 @@ func (s *stack) buildAdmin() error {
 		return err
 	}
 	s.ops.Handle(admin.PathPrefix, s.admins.Handler())
+	// Go's profiler, behind the same admin login as the rest of the ops
+	// API: where a saturated gateway spends its CPU is the first question
+	// of an incident review.
+	s.ops.Handle("/ops/debug/pprof/", http.StripPrefix("/ops", http.HandlerFunc(pprof.Index)))
+	s.ops.Handle("/ops/debug/pprof/profile", http.StripPrefix("/ops", http.HandlerFunc(pprof.Profile)))
 	return nil
 }
 

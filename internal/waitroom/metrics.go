@@ -58,6 +58,10 @@ func newMetrics(r *Room, reg prometheus.Registerer) *metrics {
 			Help: "Measured admission rate, in logins per second.",
 		}, func() float64 { return r.Stats().AdmitRate }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rempart_waitroom_in_flight",
+			Help: "Calls let through to the backend and not yet answered; the room admits nobody while they are as many as its rate allows.",
+		}, func() float64 { return float64(r.Stats().InFlight) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rempart_waitroom_oldest_wait_seconds",
 			Help: "How long the head of the line has been waiting.",
 		}, func() float64 { return r.Stats().OldestWait.Seconds() }),

@@ -599,6 +599,7 @@ type Stats struct {
 	Wait       time.Duration // the wait a newcomer would be told now
 	Issued     uint64        // sequence numbers handed out so far (places and straight admissions)
 	Serving    uint64        // the "now serving" counter
+	InFlight   int           // calls let through and not yet answered
 }
 
 // Stats returns the room's current state.
@@ -612,6 +613,7 @@ func (r *Room) Stats() Stats {
 		AdmitRate: r.est.rate,
 		Issued:    r.next,
 		Serving:   r.serving,
+		InFlight:  r.est.inflight,
 	}
 	if s.Waiting > 0 {
 		s.OldestWait = now.Sub(r.line[r.head].issued)
