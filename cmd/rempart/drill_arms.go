@@ -20,7 +20,7 @@ import (
 )
 
 // The drill's arms run as child processes of the drill, so that each arm's
-// CPU and memory are its own (Endpoints.PID) and not the load generator's.
+// CPU and memory are its own (Endpoints.PIDs) and not the load generator's.
 // Both run the same simulated bank and the same identity provider (login,
 // SMS code, tokens, password costs); what differs is the architecture.
 //
@@ -140,7 +140,7 @@ func (c *child) start(ctx context.Context) (drill.Endpoints, error) {
 		c.kill()
 		return drill.Endpoints{}, fmt.Errorf("%s: %w (log: %s)", c.name, err, c.logPath)
 	}
-	eps := drill.Endpoints{Public: "http://" + c.public, Ops: "http://" + c.opsAddr, PID: cmd.Process.Pid}
+	eps := drill.Endpoints{Public: "http://" + c.public, Ops: "http://" + c.opsAddr, PIDs: []int{cmd.Process.Pid}}
 	if c.token != nil {
 		tok, err := c.token()
 		if err != nil {
