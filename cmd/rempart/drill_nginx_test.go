@@ -169,6 +169,12 @@ func TestNginxArm(t *testing.T) {
 		t.Fatalf("discovery through nginx: %d %.200s", resp.StatusCode, b)
 	}
 
+	// The login page is the backend's (an expired-login page for a made-up
+	// id), not nginx's redirect to /login/.
+	if resp, b := get("127.64.0.8", "/login?id=none"); resp.StatusCode/100 == 3 || !bytes.Contains(b, []byte("<html")) {
+		t.Errorf("GET /login through nginx: %d, Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+
 	// One customer address: the login zone lets 1 + burst through, then
 	// answers 429 with a problem document and Retry-After.
 	t.Run("login limit", func(t *testing.T) {

@@ -95,6 +95,20 @@ func TestDrillQuickBothArms(t *testing.T) {
 		if offered == 0 || ok2xx == 0 {
 			t.Errorf("arm %s: %d offered, %d answered 2xx", name, offered, ok2xx)
 		}
+		// Every arm logs some customers in: the flow's redirects and forms
+		// pass whatever stands in front of the identity provider.
+		var logins drill.Counts
+		for _, p := range a.Phases {
+			for _, c := range p.Channels {
+				if c.Channel == drill.ChannelLogin {
+					logins.OK += c.OK
+					logins.Offered += c.Offered
+				}
+			}
+		}
+		if logins.Offered > 0 && logins.OK == 0 {
+			t.Errorf("arm %s: none of %d logins succeeded", name, logins.Offered)
+		}
 		if len(a.Usage) == 0 {
 			t.Errorf("arm %s: no CPU/RSS sample of the child", name)
 		}
