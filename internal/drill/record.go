@@ -288,7 +288,9 @@ func readStat(name string) (procStat, error) {
 // a worker that exited keeps its share; RSS is the sum of each live
 // process's, which counts pages the processes share (an nginx master's and
 // workers' binary and shared zones) once per process, an overestimate of a
-// few megabytes.
+// few megabytes. The processes found are read again together at the end:
+// the scan of /proc can take a second on a saturated machine, and a CPU
+// figure read at its start would be charged to the wrong interval.
 func ProcUsage(pids []int) (Usage, error) {
 	usage := func(ticks, pages int64) Usage {
 		return Usage{CPU: time.Duration(ticks) * time.Second / clockTicks, RSS: pages * int64(os.Getpagesize())}
@@ -312,40 +314,51 @@ func ProcUsage(pids []int) (Usage, error) {
 			all[pid] = st
 		} // else it exited since the listing
 	}
-	ticks, pages, err := sumTree(all, pids)
+	members, err := tree(all, pids)
 	if err != nil {
 		return Usage{}, err
+	}
+	var ticks, pages int64
+	for _, pid := range members {
+		st, err := readStat("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			if slices.Contains(pids, pid) {
+				return Usage{}, err
+			}
+			continue // a descendant that exited since the scan
+		}
+		ticks += st.ticks + st.dead
+		pages += st.pages
 	}
 	return usage(ticks, pages), nil
 }
 
-// sumTree adds up the processes of a process table (pid to stat) that are
-// pids or descend from one; every one of pids must be in the table.
-func sumTree(all map[int]procStat, pids []int) (ticks, pages int64, err error) {
+// tree lists the processes of a process table (pid to stat) that are pids
+// or descend from one; every one of pids must be in the table.
+func tree(all map[int]procStat, pids []int) ([]int, error) {
 	children := make(map[int][]int)
 	for pid, st := range all {
 		children[st.ppid] = append(children[st.ppid], pid)
 	}
 	for _, pid := range pids {
 		if _, ok := all[pid]; !ok {
-			return 0, 0, fmt.Errorf("process %d: not running", pid)
+			return nil, fmt.Errorf("process %d: not running", pid)
 		}
 	}
+	var members []int
 	queue := slices.Clone(pids)
 	seen := make(map[int]bool)
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
-		if seen[pid] {
-			continue
+		if !seen[pid] {
+			seen[pid] = true
+			members = append(members, pid)
+			queue = append(queue, children[pid]...)
 		}
-		seen[pid] = true
-		st := all[pid]
-		ticks += st.ticks + st.dead
-		pages += st.pages
-		queue = append(queue, children[pid]...)
 	}
-	return ticks, pages, nil
+	slices.Sort(members)
+	return members, nil
 }
 
 // fill writes the recorder's figures into an arm's result. Cells that never

@@ -342,6 +342,12 @@ func (r *armRun) sampleLoop(ctx context.Context, rec *recorder) {
 	var last Usage
 	var lastAt time.Time
 	sample := func() {
+		// A tick that waited behind a slow sample comes at once; a few
+		// clock ticks of CPU over a few milliseconds would read as
+		// thousands of percent. The next sample covers the interval.
+		if !lastAt.IsZero() && time.Since(lastAt) < time.Second/2 {
+			return
+		}
 		pids, _ := r.sharedProcess()
 		u, err := r.o.Usage(pids)
 		now := time.Now()
