@@ -25,7 +25,7 @@ func newDrillCmd() *cobra.Command {
 	var f drillFlags
 	cmd := &cobra.Command{
 		Use:   "drill",
-		Short: "Replay the December-2025 incident against the 2025 architecture and rempart, with a report",
+		Short: "Replay the December-2025 incident against the 2025 architecture, nginx in front of it, and rempart, with a report",
 		Long: `drill replays a scenario (default laposte-2025: holiday peak, botnet on the login
 path, retry storm, slow then deadlocked core, stuck identity store, recovery) against
 each arm in turn, with the same seeded load and the same faults, and writes
@@ -34,6 +34,8 @@ results.json, report.html and each arm's log (arm-NAME.log) to --out.
 Arms, each a child process of the drill on a fresh data directory:
   2025     rempart legacy: the same bank and identity provider arranged as in 2025
            (sessions in the core database, a token check on it per request, no admission)
+  nginx    the 2025 backend behind nginx (limit_req/limit_conn on the login path,
+           time-outs); run by default when nginx is installed (` + nginxInstall + `)
   rempart  rempart serve: the gateway in front of its in-process estate
 
 It prints one verdict per SLO line and fails when an SLO of the rempart arm fails.
@@ -47,10 +49,18 @@ It prints one verdict per SLO line and fails when an SLO of the rempart arm fail
 	fl.StringVar(&f.scenario, "scenario", "laposte-2025", "built-in scenario ("+strings.Join(drill.BuiltinScenarios(), ", ")+") or a YAML file")
 	fl.BoolVar(&f.quick, "quick", false, "run the quick scenario (what CI runs)")
 	fl.StringVar(&f.out, "out", "drill-out", "directory for results.json and report.html")
-	fl.StringVar(&f.arms, "arms", "2025,rempart", "arms to run, in order")
+	fl.StringVar(&f.arms, "arms", defaultArms(findNginx()), "arms to run, in order (nginx when installed)")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress lines")
 	fl.StringVar(&f.bin, "rempart-bin", "", "rempart binary the arms run (default: this one, or $"+drillBinEnv+")")
 	return cmd
+}
+
+// defaultArms are all the arms this machine can run.
+func defaultArms(nginx string) string {
+	if nginx == "" {
+		return "2025,rempart"
+	}
+	return "2025,nginx,rempart"
 }
 
 // loadDrillScenario resolves a built-in name or a file.
@@ -78,12 +88,16 @@ func runDrill(cmd *cobra.Command, f drillFlags) error {
 	if err != nil {
 		return fmt.Errorf("rempart binary: %w", err)
 	}
+	nginx := findNginx()
+	if nginx == "" && !cmd.Flags().Changed("arms") {
+		fmt.Fprintln(cmd.ErrOrStderr(), "drill: the nginx arm is skipped: nginx is neither on PATH nor in /usr/sbin ("+nginxInstall+")")
+	}
 	var arms []drill.Arm
 	for _, n := range strings.Split(f.arms, ",") {
 		if n = strings.TrimSpace(n); n == "" {
 			continue
 		}
-		a, err := newArm(n, bin, s.Customers, f.out)
+		a, err := newArm(n, bin, nginx, s.Customers, f.out)
 		if err != nil {
 			return err
 		}

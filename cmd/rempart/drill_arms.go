@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,7 +21,7 @@ import (
 )
 
 // The drill's arms run as child processes of the drill, so that each arm's
-// CPU and memory are its own (Endpoints.PID) and not the load generator's.
+// CPU and memory are its own (Endpoints.PIDs) and not the load generator's.
 // Both run the same simulated bank and the same identity provider (login,
 // SMS code, tokens, password costs); what differs is the architecture.
 //
@@ -31,6 +32,8 @@ import (
 //     sessions in the legacy core's database, every customer request's
 //     token checked against it, logins without admission, waiting room or
 //     scrubbing, one fixed time-out, no breaker, stand-in or shedding.
+//   - nginx: the 2025 backend behind nginx with per-address limits on the
+//     login path and time-outs (drill_nginx.go), when nginx is installed.
 
 // drillBinEnv names the rempart binary the arms run; default os.Executable().
 // Tests set it, since the test binary is not rempart.
@@ -63,8 +66,9 @@ func freePort() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// child is one rempart process with a fixed command line: a restart reuses
-// its data directory and ports.
+// child is one process with a fixed command line (rempart, or nginx): a
+// restart reuses its data directory and ports. It is ready when its ops
+// address answers /readyz 200.
 type child struct {
 	name    string // arm name, for messages
 	bin     string
@@ -72,6 +76,7 @@ type child struct {
 	dir     string // data dir, also holds child.log and config.yaml
 	public  string // host:port
 	opsAddr string // host:port
+	group   bool   // own process group, killed as one (nginx's workers)
 	token   func() (string, error)
 	logPath string // the child's stderr and stdout
 
@@ -81,9 +86,24 @@ type child struct {
 	log  *os.File
 }
 
-// newChild prepares a child: a fresh data directory, two free ports and a
-// config file. extra are the subcommand's flags besides the common ones.
+// newChild prepares a rempart child: a fresh data directory, two free ports
+// and a config file.
 func newChild(name, bin, sub, logDir string, cfg string) (*child, error) {
+	c, err := prepareChild(name, bin, logDir)
+	if err != nil {
+		return nil, err
+	}
+	cfgPath := filepath.Join(c.dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	c.args = []string{sub, "--config", cfgPath, "--listen", c.public, "--ops-listen", c.opsAddr, "--data-dir", filepath.Join(c.dir, "data")}
+	return c, nil
+}
+
+// prepareChild makes a child's directory, picks its public and ops ports
+// and names its log: logDir/arm-NAME.log, or child.log in its directory.
+func prepareChild(name, bin, logDir string) (*child, error) {
 	dir, err := os.MkdirTemp("", "rempart-drill-"+name+"-")
 	if err != nil {
 		return nil, err
@@ -96,11 +116,6 @@ func newChild(name, bin, sub, logDir string, cfg string) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return nil, err
-	}
-	data := filepath.Join(dir, "data")
 	logPath := filepath.Join(dir, "child.log")
 	if logDir != "" {
 		if err := os.MkdirAll(logDir, 0o755); err != nil {
@@ -109,8 +124,7 @@ func newChild(name, bin, sub, logDir string, cfg string) (*child, error) {
 		logPath = filepath.Join(logDir, "arm-"+name+".log")
 		os.Remove(logPath) // one run's log
 	}
-	return &child{name: name, bin: bin, dir: dir, public: pub, opsAddr: ops, logPath: logPath,
-		args: []string{sub, "--config", cfgPath, "--listen", pub, "--ops-listen", ops, "--data-dir", data}}, nil
+	return &child{name: name, bin: bin, dir: dir, public: pub, opsAddr: ops, logPath: logPath}, nil
 }
 
 // start runs the process and waits until its /readyz answers 200.
@@ -127,6 +141,9 @@ func (c *child) start(ctx context.Context) (drill.Endpoints, error) {
 	cmd := exec.Command(c.bin, c.args...)
 	cmd.Stdout, cmd.Stderr = c.log, c.log
 	cmd.Env = os.Environ()
+	if c.group {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	if err := cmd.Start(); err != nil {
 		c.mu.Unlock()
 		return drill.Endpoints{}, fmt.Errorf("%s: start %s: %w", c.name, c.bin, err)
@@ -140,7 +157,7 @@ func (c *child) start(ctx context.Context) (drill.Endpoints, error) {
 		c.kill()
 		return drill.Endpoints{}, fmt.Errorf("%s: %w (log: %s)", c.name, err, c.logPath)
 	}
-	eps := drill.Endpoints{Public: "http://" + c.public, Ops: "http://" + c.opsAddr, PID: cmd.Process.Pid}
+	eps := drill.Endpoints{Public: "http://" + c.public, Ops: "http://" + c.opsAddr, PIDs: []int{cmd.Process.Pid}}
 	if c.token != nil {
 		tok, err := c.token()
 		if err != nil {
@@ -180,7 +197,7 @@ func waitReady(ctx context.Context, url string, exited <-chan struct{}) error {
 	}
 }
 
-// kill SIGKILLs the process and waits for it.
+// kill SIGKILLs the process, or its whole group, and waits for it.
 func (c *child) kill() {
 	c.mu.Lock()
 	cmd, done := c.cmd, c.done
@@ -188,8 +205,40 @@ func (c *child) kill() {
 	if cmd == nil {
 		return
 	}
-	cmd.Process.Kill()
+	if !c.group {
+		cmd.Process.Kill()
+		<-done
+		return
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	<-done
+	// The workers were the master's children: a restart must not find one
+	// still holding the listening socket.
+	for deadline := time.Now().Add(groupGone); groupRunning(cmd.Process.Pid) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// groupGone bounds how long kill waits for a killed group's other members.
+const groupGone = 2 * time.Second
+
+// groupRunning reports whether a process of the group is alive: not a
+// zombie, which holds no socket and which init may take its time to reap.
+func groupRunning(pgid int) bool {
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		if d.Name()[0] < '0' || d.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if i := bytes.LastIndexByte(b, ')'); err == nil && i >= 0 {
+			// After the command name: state, ppid, pgrp (proc(5)).
+			if f := bytes.Fields(b[i+1:]); len(f) > 2 && string(f[2]) == strconv.Itoa(pgid) && string(f[0]) != "Z" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // stop SIGTERMs the process, kills it after childStop, and removes the data
@@ -373,13 +422,19 @@ func (a *arm2025) KillRestart(ctx context.Context) (drill.Endpoints, error) {
 	return a.c.start(ctx)
 }
 
-// newArm returns the named arm.
-func newArm(name, bin string, customers int, logDir string) (drill.Arm, error) {
+// newArm returns the named arm; nginx is the nginx binary, "" when it is
+// not installed.
+func newArm(name, bin, nginx string, customers int, logDir string) (drill.Arm, error) {
 	switch name {
 	case "rempart":
 		return &rempartArm{bin: bin, customers: customers, logDir: logDir}, nil
 	case "2025":
 		return &arm2025{bin: bin, customers: customers, logDir: logDir}, nil
+	case "nginx":
+		if nginx == "" {
+			return nil, errNoNginx
+		}
+		return &nginxArm{bin: bin, nginx: nginx, customers: customers, logDir: logDir}, nil
 	}
-	return nil, fmt.Errorf("--arms: unknown arm %q (have 2025, rempart)", name)
+	return nil, fmt.Errorf("--arms: unknown arm %q (have 2025, nginx, rempart)", name)
 }

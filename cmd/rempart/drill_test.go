@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,7 +15,8 @@ import (
 )
 
 // TestDrillQuickBothArms builds rempart, runs a shortened quick scenario
-// against both arms as child processes and checks the outputs. It does not
+// against the 2025 and rempart arms as child processes (and nginx when it is
+// installed) and checks the outputs. It does not
 // require the SLO lines to pass: that is the drill's verdict to report (and
 // CI's gate on `rempart drill --quick`), not a property of the wiring.
 func TestDrillQuickBothArms(t *testing.T) {
@@ -24,13 +24,10 @@ func TestDrillQuickBothArms(t *testing.T) {
 		t.Skip("builds rempart and runs a drill of about 20 s")
 	}
 	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "rempart")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildRempart(ctx, t)
+	arms := defaultArms(findNginx())
 
 	// The quick scenario at twice its compression: 7 s per arm.
 	b, err := scenarios.FS.ReadFile("quick.yaml")
@@ -51,7 +48,7 @@ func TestDrillQuickBothArms(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	root.SetOut(&stdout)
 	root.SetErr(&stderr)
-	root.SetArgs([]string{"drill", "--scenario", scen, "--out", outDir, "--arms", "2025,rempart", "--quiet", "--rempart-bin", bin})
+	root.SetArgs([]string{"drill", "--scenario", scen, "--out", outDir, "--arms", arms, "--quiet", "--rempart-bin", bin})
 	start := time.Now()
 	err = root.ExecuteContext(ctx)
 	t.Logf("drill took %s:\n%s", time.Since(start).Round(time.Millisecond), stdout.String())
@@ -59,7 +56,15 @@ func TestDrillQuickBothArms(t *testing.T) {
 		t.Fatalf("drill: %v\nstderr:\n%s", err, stderr.String())
 	}
 
-	for _, f := range []string{"results.json", "report.html", "arm-rempart.log", "arm-2025.log"} {
+	files := []string{"results.json", "report.html", "arm-rempart.log", "arm-2025.log"}
+	if strings.Contains(arms, "nginx") {
+		files = append(files, "arm-nginx-backend.log")
+		// nginx's own log is empty when it had nothing to warn about.
+		if _, err := os.Stat(filepath.Join(outDir, "arm-nginx.log")); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, f := range files {
 		if st, err := os.Stat(filepath.Join(outDir, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: missing or empty (%v)", f, err)
 		}
@@ -72,7 +77,7 @@ func TestDrillQuickBothArms(t *testing.T) {
 	if err := json.Unmarshal(raw, &res); err != nil {
 		t.Fatalf("results.json: %v", err)
 	}
-	for _, name := range []string{"2025", "rempart"} {
+	for _, name := range strings.Split(arms, ",") {
 		a, ok := res.Arm(name)
 		if !ok {
 			t.Fatalf("arm %s: no result", name)
@@ -89,6 +94,20 @@ func TestDrillQuickBothArms(t *testing.T) {
 		}
 		if offered == 0 || ok2xx == 0 {
 			t.Errorf("arm %s: %d offered, %d answered 2xx", name, offered, ok2xx)
+		}
+		// Every arm logs some customers in: the flow's redirects and forms
+		// pass whatever stands in front of the identity provider.
+		var logins drill.Counts
+		for _, p := range a.Phases {
+			for _, c := range p.Channels {
+				if c.Channel == drill.ChannelLogin {
+					logins.OK += c.OK
+					logins.Offered += c.Offered
+				}
+			}
+		}
+		if logins.Offered > 0 && logins.OK == 0 {
+			t.Errorf("arm %s: none of %d logins succeeded", name, logins.Offered)
 		}
 		if len(a.Usage) == 0 {
 			t.Errorf("arm %s: no CPU/RSS sample of the child", name)

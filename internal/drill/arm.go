@@ -30,10 +30,11 @@ type Endpoints struct {
 	// empty when the arm has none, in which case faults and the check are
 	// recorded as skipped.
 	Ops string
-	// PID is the process whose CPU and memory are sampled; 0 means the
+	// PIDs are the processes whose CPU and memory are summed, each with
+	// all its descendants (an nginx master's workers); empty means the
 	// drill's own process (an in-process arm, whose figures then include
 	// the load generator).
-	PID int
+	PIDs []int
 	// OpsToken, when set, is sent as "Authorization: Bearer" on every ops
 	// API call (rempart serve's ops API wants its automation token).
 	OpsToken string

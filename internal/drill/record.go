@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -240,45 +241,124 @@ func (r *recorder) phaseHist(sel func(phase, ch, pop int) bool) (*hdr.Histogram,
 	return h, c
 }
 
-// Usage is a process's cumulative CPU time and resident memory.
+// Usage is the cumulative CPU time and resident memory of an arm's processes.
 type Usage struct {
 	CPU time.Duration
 	RSS int64 // bytes
 }
 
-// UsageFunc samples a process; pid 0 means the drill's own process.
-type UsageFunc func(pid int) (Usage, error)
+// UsageFunc samples an arm's processes, each with its descendants (an
+// nginx master and its workers); no pid means the drill's own process.
+type UsageFunc func(pids []int) (Usage, error)
 
 // Linux reports utime and stime in clock ticks of USER_HZ, which is 100 on
 // every architecture (see proc(5), "sysconf(_SC_CLK_TCK)").
 const clockTicks = 100
 
-// ProcUsage reads /proc/PID/stat (or /proc/self/stat for pid 0).
-func ProcUsage(pid int) (Usage, error) {
-	name := "/proc/self/stat"
-	if pid > 0 {
-		name = "/proc/" + strconv.Itoa(pid) + "/stat"
-	}
+// procStat is what ProcUsage reads from one /proc/PID/stat.
+type procStat struct {
+	ppid  int
+	ticks int64 // utime + stime
+	dead  int64 // cutime + cstime: children that exited and were reaped
+	pages int64 // rss
+}
+
+func readStat(name string) (procStat, error) {
 	b, err := os.ReadFile(name)
 	if err != nil {
-		return Usage{}, fmt.Errorf("read process stat: %w", err)
+		return procStat{}, fmt.Errorf("read process stat: %w", err)
 	}
 	// The command name is in parentheses and may contain spaces; fields
 	// are counted from the closing one: state is field 3 of proc(5).
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return Usage{}, fmt.Errorf("parse %s: no command name", name)
+		return procStat{}, fmt.Errorf("parse %s: no command name", name)
 	}
 	f := bytes.Fields(b[i+1:])
 	if len(f) < 22 {
-		return Usage{}, fmt.Errorf("parse %s: %d fields", name, len(f))
+		return procStat{}, fmt.Errorf("parse %s: %d fields", name, len(f))
 	}
 	num := func(k int) int64 { v, _ := strconv.ParseInt(string(f[k-3]), 10, 64); return v }
-	ticks := num(14) + num(15) // utime + stime
-	return Usage{
-		CPU: time.Duration(ticks) * time.Second / clockTicks,
-		RSS: num(24) * int64(os.Getpagesize()),
-	}, nil
+	return procStat{ppid: int(num(4)), ticks: num(14) + num(15), dead: num(16) + num(17), pages: num(24)}, nil
+}
+
+// ProcUsage reads /proc/self/stat when pids is empty. Otherwise it sums over
+// the processes and all their descendants, found by their parent in
+// /proc/*/stat: CPU includes the reaped children of each (cutime, cstime), so
+// a worker that exited keeps its share; RSS is the sum of each live
+// process's, which counts pages the processes share (an nginx master's and
+// workers' binary and shared zones) once per process, an overestimate of a
+// few megabytes. The processes found are read again together at the end:
+// the scan of /proc can take a second on a saturated machine, and a CPU
+// figure read at its start would be charged to the wrong interval.
+func ProcUsage(pids []int) (Usage, error) {
+	usage := func(ticks, pages int64) Usage {
+		return Usage{CPU: time.Duration(ticks) * time.Second / clockTicks, RSS: pages * int64(os.Getpagesize())}
+	}
+	if len(pids) == 0 {
+		// Not cutime: the drill's reaped children are other arms.
+		st, err := readStat("/proc/self/stat")
+		return usage(st.ticks, st.pages), err
+	}
+	all := make(map[int]procStat)
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return Usage{}, fmt.Errorf("list processes: %w", err)
+	}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := readStat("/proc/" + d.Name() + "/stat"); err == nil {
+			all[pid] = st
+		} // else it exited since the listing
+	}
+	members, err := tree(all, pids)
+	if err != nil {
+		return Usage{}, err
+	}
+	var ticks, pages int64
+	for _, pid := range members {
+		st, err := readStat("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			if slices.Contains(pids, pid) {
+				return Usage{}, err
+			}
+			continue // a descendant that exited since the scan
+		}
+		ticks += st.ticks + st.dead
+		pages += st.pages
+	}
+	return usage(ticks, pages), nil
+}
+
+// tree lists the processes of a process table (pid to stat) that are pids
+// or descend from one; every one of pids must be in the table.
+func tree(all map[int]procStat, pids []int) ([]int, error) {
+	children := make(map[int][]int)
+	for pid, st := range all {
+		children[st.ppid] = append(children[st.ppid], pid)
+	}
+	for _, pid := range pids {
+		if _, ok := all[pid]; !ok {
+			return nil, fmt.Errorf("process %d: not running", pid)
+		}
+	}
+	var members []int
+	queue := slices.Clone(pids)
+	seen := make(map[int]bool)
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		if !seen[pid] {
+			seen[pid] = true
+			members = append(members, pid)
+			queue = append(queue, children[pid]...)
+		}
+	}
+	slices.Sort(members)
+	return members, nil
 }
 
 // fill writes the recorder's figures into an arm's result. Cells that never

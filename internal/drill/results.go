@@ -119,7 +119,7 @@ type Cell struct {
 	Statuses map[string]int64 `json:"statuses,omitempty"`
 }
 
-// UsageSample is an arm's process at one second.
+// UsageSample is an arm's processes (summed) at one second.
 type UsageSample struct {
 	At    float64 `json:"t_s"`
 	CPU   float64 `json:"cpu_pct"` // percent of one core over the last second

@@ -31,7 +31,7 @@ type Options struct {
 	// Customers derives customers from indexes; default the estate's
 	// derivation with its default seed (EstateCustomers).
 	Customers Customers
-	// Usage samples an arm's process; default ProcUsage.
+	// Usage samples an arm's processes; default ProcUsage.
 	Usage UsageFunc
 }
 
@@ -133,7 +133,7 @@ type armRun struct {
 	eng    *engine
 	chans  []ChannelInfo
 	ops    atomic.Pointer[ops]
-	pid    atomic.Int64
+	pids   atomic.Pointer[[]int]
 	start  time.Time
 	mu     sync.Mutex
 	result *ArmResult
@@ -244,13 +244,19 @@ func (r *armRun) setEndpoints(eps Endpoints) error {
 	op := &ops{base: opsURL, token: eps.OpsToken, client: &http.Client{Transport: &http.Transport{DisableCompression: true}}, settle: checkSettle}
 	r.ops.Store(op)
 	r.eng.otp = op.phoneOTP
-	r.pid.Store(int64(eps.PID))
+	pids := slices.Clone(eps.PIDs)
+	r.pids.Store(&pids)
 	return nil
 }
 
-func (r *armRun) sharedProcess() (int, bool) {
-	pid := int(r.pid.Load())
-	return pid, pid == 0 || pid == os.Getpid()
+// sharedProcess returns the arm's processes, and whether the drill's own
+// process is among them (so its figures include the load generator).
+func (r *armRun) sharedProcess() ([]int, bool) {
+	var pids []int
+	if p := r.pids.Load(); p != nil {
+		pids = *p
+	}
+	return pids, len(pids) == 0 || slices.Contains(pids, os.Getpid())
 }
 
 // faultLoop switches each later phase's faults at its start.
@@ -336,8 +342,14 @@ func (r *armRun) sampleLoop(ctx context.Context, rec *recorder) {
 	var last Usage
 	var lastAt time.Time
 	sample := func() {
-		pid, _ := r.sharedProcess()
-		u, err := r.o.Usage(pid)
+		// A tick that waited behind a slow sample comes at once; a few
+		// clock ticks of CPU over a few milliseconds would read as
+		// thousands of percent. The next sample covers the interval.
+		if !lastAt.IsZero() && time.Since(lastAt) < time.Second/2 {
+			return
+		}
+		pids, _ := r.sharedProcess()
+		u, err := r.o.Usage(pids)
 		now := time.Now()
 		if err != nil {
 			return

@@ -80,7 +80,7 @@ func TestRunEndToEnd(t *testing.T) {
 		Arms:     []Arm{small, big, brokenArm{}},
 		OutDir:   dir,
 		Progress: &progress,
-		Usage: func(pid int) (Usage, error) {
+		Usage: func([]int) (Usage, error) {
 			cpu += 300 * time.Millisecond
 			return Usage{CPU: cpu, RSS: 64 << 20}, nil
 		},
