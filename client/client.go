@@ -28,6 +28,9 @@ const (
 	IdempotencyKeyHeader = "Idempotency-Key"
 	// TicketHeader carries a waiting-room ticket.
 	TicketHeader = "Rempart-Ticket"
+	// LeaveHeader, sent with a ticket, gives its place in line up: the
+	// client stops waiting (its deadline is shorter than the wait).
+	LeaveHeader = "Rempart-Leave"
 )
 
 // deadlineLayout is RFC 3339 with milliseconds, in UTC.
@@ -402,9 +405,11 @@ func (c *Client) run(ctx context.Context, r *http.Request) (*http.Response, erro
 				c.watch(wr.position, wr.eta)
 			}
 			if !c.fits(ctx, wr.poll) {
+				c.leave(ctx, r, st.ticket)
 				return handBack()
 			}
 			if err := c.clock.Sleep(ctx, wr.poll); err != nil {
+				c.leave(ctx, r, st.ticket)
 				return nil, err
 			}
 			c.polls.Add(1)
@@ -419,6 +424,30 @@ func (c *Client) run(ctx context.Context, r *http.Request) (*http.Response, erro
 		if err := c.clock.Sleep(ctx, d); err != nil {
 			return nil, err
 		}
+	}
+}
+
+// leaveTimeout bounds the request that gives a place in line up.
+const leaveTimeout = 500 * time.Millisecond
+
+// leave tells the waiting room the client stops waiting, so the customers
+// behind it are not held up by a place nobody will take: r again, with the
+// ticket and LeaveHeader, which the room answers itself. Best effort, within
+// leaveTimeout even when ctx has ended.
+func (c *Client) leave(ctx context.Context, r *http.Request, ticket string) {
+	if ticket == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
+	defer cancel()
+	a := r.Clone(ctx)
+	a.Body, a.ContentLength = http.NoBody, 0
+	a.Header.Del("Content-Type")
+	a.Header.Set(TicketHeader, ticket)
+	a.Header.Set(LeaveHeader, "1")
+	if res, err := c.hc.Do(a); err == nil {
+		io.Copy(io.Discard, io.LimitReader(res.Body, 4096))
+		res.Body.Close()
 	}
 }
 

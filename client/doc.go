@@ -23,7 +23,9 @@
 //   - follows waiting-room tickets: a 503 problem of type ".../waiting-room"
 //     is a place in a fair line, not a failure, and the client presents its
 //     Rempart-Ticket again when told to, until admitted or ctx ends
-//     (WithWaitingRoomObserver shows the progress);
+//     (WithWaitingRoomObserver shows the progress); when it stops waiting
+//     (ctx ends, or the next poll would come after its deadline) it gives
+//     its place up (Rempart-Leave), so those behind it are not held up;
 //   - solves the proof-of-work challenges of the scrubbing layer
 //     (Rempart-Challenge) and keeps the clearance it earns.
 //

@@ -27,6 +27,7 @@ type waitingRoom struct {
 	position map[string]int // by ticket
 	issued   int
 	admitted []string // tickets let through
+	left     []string // tickets given up
 }
 
 // roomConfig is how a waitingRoom answers.
@@ -40,6 +41,12 @@ func (wr *waitingRoom) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	wr.mu.Lock()
 	defer wr.mu.Unlock()
 	ticket := r.Header.Get(client.TicketHeader)
+	if r.Header.Get(client.LeaveHeader) != "" {
+		delete(wr.position, ticket)
+		wr.left = append(wr.left, ticket)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	pos, known := wr.position[ticket]
 	if !known {
 		wr.issued++
@@ -122,6 +129,14 @@ func TestWaitingRoom(t *testing.T) {
 				}
 				if p.Extensions["ticket"] == nil {
 					t.Errorf("handed-back problem lost its ticket: %+v", p)
+				}
+				// It stops waiting: its place goes to those behind it.
+				room.mu.Lock()
+				defer room.mu.Unlock()
+				var ticket string
+				_ = json.Unmarshal(p.Extensions["ticket"], &ticket)
+				if len(room.left) != 1 || room.left[0] != ticket {
+					t.Errorf("places given up %v, want the ticket %q", room.left, ticket)
 				}
 				return
 			}

@@ -49,7 +49,7 @@ type Options struct {
 	// is given up (the line passes it over without spending a call). A
 	// waiting client gets a fresh ticket on every poll, so only a client that
 	// stopped polling loses its place; one that comes back later starts
-	// again at the back. Default 5s.
+	// again at the back. Default 3s.
 	Grace time.Duration
 	// MaxWaiting bounds the line. Beyond it newcomers get 503
 	// waiting-room-full. Default 50000.
@@ -104,7 +104,7 @@ func (o Options) withDefaults() Options {
 		o.Window = 5 * time.Second
 	}
 	if o.Grace <= 0 {
-		o.Grace = 5 * time.Second
+		o.Grace = 3 * time.Second
 	}
 	if o.MaxWaiting <= 0 {
 		o.MaxWaiting = 50000

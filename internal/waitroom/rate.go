@@ -31,10 +31,13 @@ import (
 //     it waits: clients told to come back at the old rate return late when
 //     the rate rises, and raising it further on no evidence would only pile
 //     up called clients who then arrive together.
-//   - A stall (calls piling up while fewer than half the rate complete) is
-//     cut like an overload but remembered: once the backend completes calls
+//   - A stall or an outage (calls piling up to the in-flight bound, or a
+//     goodput below the floor) is cut like an overload but remembered: once the backend completes calls
 //     again, promptly and without failures, the rate goes straight back to
-//     half what it was before the stall, and climbs from there.
+//     half what it was before the stall, and climbs from there. When no
+//     word comes (every call that hung has timed out, none is in flight),
+//     it probes at that rate once the cooldown is over: a backend still
+//     stalled fills the in-flight bound and is cut again.
 //   - Otherwise the rate stays where it is. It matters only when demand
 //     exceeds it, and then it starts from the last thing learnt.
 //
@@ -149,6 +152,18 @@ func (e *estimator) decide(sec int64) {
 	if sec < e.cooldown {
 		return
 	}
+	if e.resume > 0 && e.inflight == 0 {
+		// Still no word since the stall, and nothing left waiting on the
+		// backend: the calls that hung on it have ended (timed out). With
+		// nothing admitted nothing will be learnt, and customers wait on a
+		// floor set by a stall that may be over: probe at half the rate
+		// before it. If the backend still hangs, the probe's calls pile up
+		// to the in-flight bound (see full) and the next decision cuts
+		// again; if it answers, the first prompt second confirms.
+		e.rate = clamp(max(e.rate, e.resume/2), e.min, e.max)
+		e.cooldown = sec + int64(len(e.buckets))
+		return
+	}
 	var good, bad, slow, span, satGood, satSpan int
 	for _, b := range e.buckets {
 		if b.sec <= sec && b.sec > sec-int64(len(e.buckets)) && b.good+b.bad > 0 {
@@ -172,9 +187,12 @@ func (e *estimator) decide(sec int64) {
 		if satSpan > 0 {
 			goodput = float64(satGood) / float64(satSpan)
 		}
-		if stuck && goodput < 0.5*e.rate {
-			// A stall, not a saturation: what it completes is no measure of
-			// what it can do once unblocked.
+		if stuck || 0.9*goodput <= e.min {
+			// Calls pile up, or next to none succeed: a stall or an outage
+			// (whole or partial), not a saturation, and what completes
+			// meanwhile (the calls that got past the part that hangs or
+			// fails) is no measure of what the backend can do once it is
+			// back.
 			e.resume = max(e.resume, e.rate)
 			e.rate = clamp(0.9*min(e.rate, goodput), e.min, e.max)
 			e.cooldown = sec + int64(len(e.buckets))

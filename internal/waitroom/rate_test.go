@@ -194,10 +194,29 @@ func TestEstimatorResumesAfterAStall(t *testing.T) {
 		e.observe(at(15), 20*time.Millisecond, http.StatusOK)
 	}
 	e.roll(at(16))
-	// The first cut came as the stall began, on a window of prompt calls
-	// (to 90); the stall proper was seen on the next decision.
-	if e.rate != 45 {
-		t.Errorf("rate %v the second after the stall, want half the 90 it held when the stall was seen", e.rate)
+	if e.rate != 50 {
+		t.Errorf("rate %v the second after the stall, want half the 100 before it", e.rate)
+	}
+
+	// A stall whose calls all time out: no word, nothing in flight. After
+	// the cooldown the room probes at half the rate before the stall.
+	e = newEstimator(Options{MinRate: 5, MaxRate: 1000, InitialRate: 100}.withDefaults(), now)
+	for s := range 5 {
+		for range 100 {
+			e.observe(at(s), 20*time.Millisecond, http.StatusOK)
+		}
+	}
+	e.inflight = 400
+	for s := 5; s < 15; s++ {
+		e.roll(at(s))
+	}
+	e.inflight = 0
+	for s := 15; s < 25 && e.rate == 5; s++ {
+		e.observe(at(s), 5*time.Second, http.StatusServiceUnavailable) // the hung calls time out
+		e.roll(at(s + 1))
+	}
+	if e.rate != 50 || e.resume == 0 {
+		t.Errorf("rate %v, resume %v after the hung calls timed out: want a probe at 50, the stall still remembered", e.rate, e.resume)
 	}
 
 	// Saturated, not stalled: the cut stands until the window has passed.

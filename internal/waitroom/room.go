@@ -46,11 +46,18 @@ type Room struct {
 // newcomer told now, and a quote that left them out would be short by as
 // many places (measured: the 90th percentile of observed/quoted waits at 1.3
 // in TestEstimatorFindsCapacity without them).
+//
+// It also counts how calls ended: the called who came back for their
+// admission, and those whose appointment lapsed first. The line moves at
+// the rate divided by the share who came back (see showUp).
 type arrivals struct {
 	sec            int64   // the second being counted
 	pend, joined   int     // this second's counts
 	prevPend       int     // the previous second's newcomers held back
 	avgPend, avgIn float64 // the per-second counts, averaged
+
+	lapsed, redeemed     int     // this second's calls that lapsed, and that were redeemed
+	avgLapsed, avgRedeem float64 // the same, averaged
 }
 
 // arrivalsAlpha is the weight of the last second in the averages.
@@ -62,6 +69,9 @@ func (a *arrivals) roll(sec int64) {
 	}
 	a.avgPend += (float64(a.pend) - a.avgPend) * arrivalsAlpha
 	a.avgIn += (float64(a.joined) - a.avgIn) * arrivalsAlpha
+	a.avgLapsed += (float64(a.lapsed) - a.avgLapsed) * arrivalsAlpha
+	a.avgRedeem += (float64(a.redeemed) - a.avgRedeem) * arrivalsAlpha
+	a.lapsed, a.redeemed = 0, 0
 	a.prevPend = 0
 	if sec == a.sec+1 {
 		a.prevPend = a.pend
@@ -78,6 +88,29 @@ func (a *arrivals) ahead(now time.Time) float64 {
 	}
 	frac := float64(now.Nanosecond()) / 1e9
 	return (float64(a.pend) + float64(a.prevPend)*(1-frac)) * ratio
+}
+
+// minShowUp bounds how far the line speeds up for the called who do not
+// come back: at most ten calls per admission.
+const minShowUp = 0.1
+
+// showUp is the share of the called who come back for their admission,
+// lately. Customers whose app gave up (its deadline shorter than the wait)
+// still hold their places until their appointments lapse; calling them
+// spends the line's turns on nobody. The line moves at the rate divided by
+// this share, so admissions keep the rate whoever gives up, while the
+// admissions themselves stay bounded by the rate: the called who all come
+// back at once wait their turn for one.
+//
+// Only calls that ended count: a call whose holder is still on the way
+// back says nothing yet (counting it would read the delay of coming back as
+// giving up, and speed the line up for clients who are all coming).
+func (a *arrivals) showUp() float64 {
+	ended := a.avgRedeem + a.avgLapsed
+	if ended < 0.5 {
+		return 1
+	}
+	return clamp(a.avgRedeem/ended, minShowUp, 1)
 }
 
 // waiter is a place in the line.
@@ -147,6 +180,10 @@ func (r *Room) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if info := request.From(req.Context()); info != nil && (info.Session || info.Partner) {
 			next.ServeHTTP(w, req)
+			return
+		}
+		if req.Header.Get(LeaveHeader) != "" {
+			r.leave(w, req)
 			return
 		}
 		d := r.decide(req)
@@ -237,6 +274,7 @@ func (r *Room) decideLocked(now time.Time, presented bool, tk ticket, terr error
 		case tk.seq <= r.serving && r.tokens >= 1 && !r.est.full():
 			r.tokens--
 			r.forget(tk.seq)
+			r.arrive.redeemed++
 			r.markUsed(tk.seq, now)
 			r.est.inflight++
 			r.metrics.admitted.Inc()
@@ -261,15 +299,52 @@ func (r *Room) decideLocked(now time.Time, presented bool, tk ticket, terr error
 	return d
 }
 
+// LeaveHeader, sent with a ticket, gives its place up: the client stops
+// waiting. The room answers it itself (204), without calling the backend;
+// the client SDK sends it when its deadline is shorter than the wait.
+const LeaveHeader = "Rempart-Leave"
+
+// leave takes the presented ticket's place out of the line (or out of the
+// called, where it counts as a call that was not taken up).
+func (r *Room) leave(w http.ResponseWriter, req *http.Request) {
+	now := r.opts.Clock.Now()
+	tk, err := parseTicket(presented(req), r.key, r.opts.ID, now)
+	if err == nil && tk.seq != 0 {
+		r.mu.Lock()
+		r.advance(now)
+		if i, ok := slices.BinarySearchFunc(r.line[r.head:], tk.seq, func(w waiter, s uint64) int { return cmp.Compare(w.seq, s) }); ok {
+			r.line = slices.Delete(r.line, r.head+i, r.head+i+1)
+			r.metrics.gaveUp.Inc()
+		} else if i, ok := slices.BinarySearchFunc(r.called, tk.seq, func(w waiter, s uint64) int { return cmp.Compare(w.seq, s) }); ok {
+			r.called = slices.Delete(r.called, i, i+1)
+			r.arrive.lapsed++
+			r.metrics.gaveUp.Inc()
+		}
+		r.mu.Unlock()
+	}
+	h := w.Header()
+	h.Set(Header, "left")
+	noStore(h)
+	if c, err := req.Cookie(cookieName); err == nil && c.Value != "" {
+		http.SetCookie(w, r.cookie(req, "", -1))
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // waitingNow is the number of places in the line. Called with r.mu held.
 func (r *Room) waitingNow() int { return len(r.line) - r.head }
 
 // open says whether a newcomer may go straight through: nobody in the line,
-// an admission in hand beyond those owed to the called who are on their way
-// back, and room in flight. Called with r.mu held.
+// an admission in hand beyond those owed to the called expected back, and
+// room in flight. Called with r.mu held.
 func (r *Room) open() bool {
-	return r.waitingNow() == 0 && r.tokens >= float64(1+len(r.called)) && !r.est.full()
+	return r.waitingNow() == 0 && r.tokens >= 1+r.owedNow() && !r.est.full()
 }
+
+// owedNow is how many of the called are expected back for an admission:
+// those not yet lapsed, by the share of the called who come back. Called
+// with r.mu held.
+func (r *Room) owedNow() float64 { return float64(len(r.called)) * r.arrive.showUp() }
 
 // lineFull answers a newcomer when the line is at MaxWaiting; ok is false
 // then. Called with r.mu held.
@@ -290,7 +365,7 @@ func (r *Room) pending(now time.Time, tk ticket, poll time.Duration) decision {
 	tk.seq = 0
 	tk.expiry = now.Add(poll + r.opts.Grace)
 	position := r.waitingNow() + 1
-	eta := max(poll, r.wait(float64(position)+r.arrive.ahead(now)-r.calls))
+	eta := max(poll, r.waitLine(float64(position)+r.arrive.ahead(now)-r.calls))
 	return decision{kind: wait, tk: tk, position: position, eta: eta, pollAfter: poll}
 }
 
@@ -360,20 +435,19 @@ func (r *Room) checkSeq(seq uint64) error {
 // plus Grace. decide signs the ticket once the lock is released. Called with
 // r.mu held.
 func (r *Room) waiting(now time.Time, tk ticket) decision {
-	var ahead float64
+	var eta time.Duration
 	position := 1
 	i := -1
 	if tk.seq > r.serving {
 		i = r.find(tk)
 		position = i - r.head + 1
-		ahead = float64(position) - r.calls
+		eta = r.waitLine(float64(position) - r.calls)
 	} else {
 		// Called but back before an admission was in hand: in line for the
 		// next ones, after those called before it.
 		j := r.owed(tk)
-		ahead = float64(j+1) - r.tokens
+		eta = r.wait(float64(j+1)*r.arrive.showUp() - r.tokens)
 	}
-	eta := r.wait(ahead)
 	// Poll halfway to the estimated turn, then halfway again: each poll
 	// re-estimates at the rate measured by then, so clients arrive close to
 	// their turn even when the rate moved since they were told (a client told
@@ -386,6 +460,13 @@ func (r *Room) waiting(now time.Time, tk ticket) decision {
 		poll = time.Duration(math.Ceil(eta.Seconds()/2)) * time.Second
 	}
 	poll = min(max(poll, time.Second), r.opts.MaxPoll)
+	if r.est.resume > 0 {
+		// The rate sits at what a stalled backend allowed and jumps back
+		// when it answers again: an estimate at the stalled rate is no
+		// reason to stay away long (an app told to come back after its
+		// deadline gives up, and the line it leaves is ghosts).
+		poll = time.Second
+	}
 	tk.expiry = now.Add(poll + r.opts.Grace)
 	if i >= 0 {
 		r.line[i].due = tk.expiry
@@ -400,6 +481,11 @@ func (r *Room) waiting(now time.Time, tk ticket) decision {
 func (r *Room) wait(ahead float64) time.Duration {
 	return time.Duration(max(ahead, 0) / r.est.etaRate() * float64(time.Second))
 }
+
+// waitLine is how long ahead places in the line take to be called: the
+// line moves faster than the rate by the share of the called who do not
+// come back.
+func (r *Room) waitLine(ahead float64) time.Duration { return r.wait(ahead * r.arrive.showUp()) }
 
 // find returns the index in r.line of tk's place, putting it
 // back in order if the sweep took it out while its ticket was still valid
@@ -445,7 +531,7 @@ func (r *Room) burst() float64 { return max(1, burstSeconds*r.est.rate) }
 // r.mu held.
 func (r *Room) advance(now time.Time) {
 	if dt := now.Sub(r.last).Seconds(); dt > 0 {
-		r.calls += dt * r.est.rate
+		r.calls += dt * r.est.rate / r.arrive.showUp()
 		r.tokens += dt * r.est.rate
 		r.last = now
 	}
@@ -456,7 +542,7 @@ func (r *Room) advance(now time.Time) {
 		r.sweep(now)
 	}
 	r.call(now)
-	r.calls = min(r.calls, r.burst())
+	r.calls = min(r.calls, r.burst()/r.arrive.showUp())
 	r.tokens = min(r.tokens, r.burst())
 	if r.head > 0 && r.head >= len(r.line)/2 {
 		r.line = append(r.line[:0], r.line[r.head:]...)
@@ -501,7 +587,13 @@ func (r *Room) sweep(now time.Time) {
 	r.line, r.head = kept, 0
 	// The called who did not come back in time are owed nothing: the
 	// admission they would have taken goes to whoever is next.
-	r.called = slices.DeleteFunc(r.called, func(w waiter) bool { return !now.Before(w.due) })
+	r.called = slices.DeleteFunc(r.called, func(w waiter) bool {
+		if now.Before(w.due) {
+			return false
+		}
+		r.arrive.lapsed++
+		return true
+	})
 }
 
 // markUsed records a ticket as let through. Called with r.mu held.
@@ -617,7 +709,7 @@ func (r *Room) Stats() Stats {
 	}
 	if s.Waiting > 0 {
 		s.OldestWait = now.Sub(r.line[r.head].issued)
-		s.Wait = max(confirmAfter, r.wait(float64(s.Waiting+1)+r.arrive.ahead(now)-r.calls))
+		s.Wait = max(confirmAfter, r.waitLine(float64(s.Waiting+1)+r.arrive.ahead(now)-r.calls))
 	}
 	return s
 }
