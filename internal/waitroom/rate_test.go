@@ -175,17 +175,22 @@ func TestEstimatorCoolsDownAfterACut(t *testing.T) {
 // is merely saturated gets no such jump.
 func TestEstimatorResumesAfterAStall(t *testing.T) {
 	now := time.Date(2025, 12, 22, 8, 0, 0, 0, time.UTC)
-	e := newEstimator(Options{MinRate: 5, MaxRate: 1000, InitialRate: 100}.withDefaults(), now)
 	at := func(s int) time.Time { return now.Add(time.Duration(s) * time.Second) }
-	for s := range 5 {
-		for range 100 {
-			e.observe(at(s), 20*time.Millisecond, http.StatusOK)
+	// stalled runs 100/s for 5 s, then 10 s of calls piling up.
+	stalled := func() *estimator {
+		e := newEstimator(Options{MinRate: 5, MaxRate: 1000, InitialRate: 100}.withDefaults(), now)
+		for s := range 5 {
+			for range 100 {
+				e.observe(at(s), 20*time.Millisecond, http.StatusOK)
+			}
 		}
+		e.inflight = 400
+		for s := 5; s < 15; s++ {
+			e.roll(at(s))
+		}
+		return e
 	}
-	e.inflight = 400
-	for s := 5; s < 15; s++ {
-		e.roll(at(s))
-	}
+	e := stalled()
 	if e.rate != 5 {
 		t.Fatalf("rate %v during the stall, want the floor", e.rate)
 	}
@@ -200,16 +205,7 @@ func TestEstimatorResumesAfterAStall(t *testing.T) {
 
 	// A stall whose calls all time out: no word, nothing in flight. After
 	// the cooldown the room probes at half the rate before the stall.
-	e = newEstimator(Options{MinRate: 5, MaxRate: 1000, InitialRate: 100}.withDefaults(), now)
-	for s := range 5 {
-		for range 100 {
-			e.observe(at(s), 20*time.Millisecond, http.StatusOK)
-		}
-	}
-	e.inflight = 400
-	for s := 5; s < 15; s++ {
-		e.roll(at(s))
-	}
+	e = stalled()
 	e.inflight = 0
 	for s := 15; s < 25 && e.rate == 5; s++ {
 		e.observe(at(s), 5*time.Second, http.StatusServiceUnavailable) // the hung calls time out
