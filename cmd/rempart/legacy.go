@@ -73,7 +73,7 @@ func runLegacy(ctx context.Context, cfg *config.Config) error {
 	db := legacy.NewDB(identityDB(cfg))
 	sessions := legacy.NewSessionDB(rows, db)
 	defer sessions.Close()
-	mem, err := newUsers(cfg, est)
+	mem, err := newUsers(cfg, est, legacyHashers)
 	if err != nil {
 		return fmt.Errorf("identity users: %w", err)
 	}
@@ -104,3 +104,9 @@ func runLegacy(ctx context.Context, cfg *config.Config) error {
 		PublicAddr: cfg.Listen, OpsAddr: cfg.OpsListen, DrainTimeout: drainDeadline, Logger: log}
 	return srv.Run(ctx)
 }
+
+// legacyHashers is how many password checks the 2025 provider computes at
+// once: one per request thread of a servlet container at its default (200
+// threads), where rempart computes one per processor. Every login it takes
+// hashes at once, holding the hash's memory meanwhile.
+const legacyHashers = 200

@@ -161,7 +161,7 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 	}
 	s.closers = append(s.closers, s.sessions.Close)
 
-	if s.users, err = newUsers(cfg, s.estate); err != nil {
+	if s.users, err = newUsers(cfg, s.estate, 0); err != nil {
 		return fmt.Errorf("identity users: %w", err)
 	}
 	issuer := cfg.Identity.Issuer
@@ -206,9 +206,10 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 }
 
 // newUsers builds the embedded customer directory: the estate's derived
-// customers, with the estate's phones and the configured hash cost.
-func newUsers(cfg *config.Config, e *estate.Estate) (*users.Memory, error) {
-	opts := users.Options{Derived: cfg.Estate.Customers}
+// customers, with the estate's phones and the configured hash cost, at most
+// maxHashes password checks at once (0: one per processor).
+func newUsers(cfg *config.Config, e *estate.Estate, maxHashes int) (*users.Memory, error) {
+	opts := users.Options{Derived: cfg.Estate.Customers, MaxHashes: maxHashes}
 	if ph := cfg.Identity.PasswordHash; ph.MemoryKiB != 0 || ph.Time != 0 {
 		opts.Params = users.OWASP
 		if ph.MemoryKiB != 0 {
