@@ -14,6 +14,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rempart/rempart/internal/config"
 	"github.com/rempart/rempart/internal/estate"
 	"github.com/rempart/rempart/internal/gateway"
@@ -68,6 +69,13 @@ func (s *stack) Close() error {
 
 func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *stack, err error) {
 	s := &stack{cfg: cfg, log: log, metrics: telemetry.NewMetrics(), ops: http.NewServeMux()}
+	// How long goroutines wait for a processor: the first thing to look at
+	// when every route is slow at once.
+	sched := telemetry.NewSchedLatency(ctx, time.Second)
+	s.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rempart_sched_latency_p90_seconds",
+		Help: "90th percentile of the time goroutines waited for a processor over the last second: the process's CPU saturation.",
+	}, func() float64 { return sched.P90().Seconds() }))
 	defer func() {
 		if err != nil {
 			s.Close()
