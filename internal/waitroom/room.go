@@ -312,11 +312,10 @@ func (r *Room) leave(w http.ResponseWriter, req *http.Request) {
 	if err == nil && tk.seq != 0 {
 		r.mu.Lock()
 		r.advance(now)
-		if i, ok := slices.BinarySearchFunc(r.line[r.head:], tk.seq, func(w waiter, s uint64) int { return cmp.Compare(w.seq, s) }); ok {
+		if i, ok := search(r.line[r.head:], tk.seq); ok {
 			r.line = slices.Delete(r.line, r.head+i, r.head+i+1)
 			r.metrics.gaveUp.Inc()
-		} else if i, ok := slices.BinarySearchFunc(r.called, tk.seq, func(w waiter, s uint64) int { return cmp.Compare(w.seq, s) }); ok {
-			r.called = slices.Delete(r.called, i, i+1)
+		} else if r.forget(tk.seq) {
 			r.arrive.lapsed++
 			r.metrics.gaveUp.Inc()
 		}
@@ -492,7 +491,7 @@ func (r *Room) waitLine(ahead float64) time.Duration { return r.wait(ahead * r.a
 // (the sweep and a ticket's expiry agree to the millisecond). Called with
 // r.mu held.
 func (r *Room) find(tk ticket) int {
-	i, ok := slices.BinarySearchFunc(r.line[r.head:], tk.seq, func(w waiter, s uint64) int { return cmp.Compare(w.seq, s) })
+	i, ok := search(r.line[r.head:], tk.seq)
 	i += r.head
 	if !ok {
 		r.line = slices.Insert(r.line, i, waiter{seq: tk.seq, issued: tk.issued})
@@ -503,18 +502,26 @@ func (r *Room) find(tk ticket) int {
 // owed returns the index in r.called of tk's place, putting it back in
 // order if it lapsed while its ticket was still valid. Called with r.mu held.
 func (r *Room) owed(tk ticket) int {
-	i, ok := slices.BinarySearchFunc(r.called, tk.seq, func(w waiter, s uint64) int { return cmp.Compare(w.seq, s) })
+	i, ok := search(r.called, tk.seq)
 	if !ok {
 		r.called = slices.Insert(r.called, i, waiter{seq: tk.seq, issued: tk.issued})
 	}
 	return i
 }
 
-// forget drops an admitted place from those owed. Called with r.mu held.
-func (r *Room) forget(seq uint64) {
-	if i, ok := slices.BinarySearchFunc(r.called, seq, func(w waiter, s uint64) int { return cmp.Compare(w.seq, s) }); ok {
+// forget drops a place from those owed (admitted, or given up) and says
+// whether it was there. Called with r.mu held.
+func (r *Room) forget(seq uint64) bool {
+	i, ok := search(r.called, seq)
+	if ok {
 		r.called = slices.Delete(r.called, i, i+1)
 	}
+	return ok
+}
+
+// search finds the place numbered seq in ws, which is in sequence order.
+func search(ws []waiter, seq uint64) (int, bool) {
+	return slices.BinarySearchFunc(ws, seq, func(w waiter, s uint64) int { return cmp.Compare(w.seq, s) })
 }
 
 // burst is how far calls and admissions in hand may run ahead: one second's
