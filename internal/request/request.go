@@ -29,8 +29,11 @@ type Info struct {
 	Session  bool       // carries a valid session or access token
 	Subject  string     // the customer, when Session
 	Cleared  bool       // holds a valid device clearance
-	Partner  bool       // arrives from a partner network (cards, ATMs)
-	Deadline time.Time  // the caller's deadline, zero when none was given
+	// Partner names the partner network the request authenticated as (a
+	// client certificate of a partner CA, or a token of a partner's client);
+	// "" for everyone else. The gateway sets it before any mechanism runs.
+	Partner  string
+	Deadline time.Time // the caller's deadline, zero when none was given
 }
 
 type ctxKey struct{}

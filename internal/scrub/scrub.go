@@ -174,10 +174,9 @@ func (s *Scrubber) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 	info.Client = client
 	rt := s.route(info.Route)
 
-	if s.isPartner(client, r) {
+	if info.Partner != "" || s.isPartner(client, r) {
 		// Partners are not counted either: card and ATM traffic is not the
 		// route's customer traffic, and must not dilute or trip detection.
-		info.Partner = true
 		rt.m.decisions[decPartner].Inc()
 		next.ServeHTTP(w, r)
 		return

@@ -178,7 +178,7 @@ func New(opts Options) *Room {
 // routes only: everything else has better ways to be shed.
 func (r *Room) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if info := request.From(req.Context()); info != nil && (info.Session || info.Partner) {
+		if info := request.From(req.Context()); info != nil && (info.Session || info.Partner != "") {
 			next.ServeHTTP(w, req)
 			return
 		}

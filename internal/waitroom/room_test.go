@@ -359,7 +359,7 @@ func TestBypass(t *testing.T) {
 	}
 	for name, info := range map[string]*request.Info{
 		"session": {Session: true, Subject: "alice"},
-		"partner": {Partner: true},
+		"partner": {Partner: "card-schemes"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			res := f.call("", info)
