@@ -27,9 +27,10 @@ func TestServeCoreDownStandInAndReplay(t *testing.T) {
 		t.Fatalf("core down: %d %s", res.StatusCode, b)
 	}
 	var acked []string
+	cards, scheme := s.as(t, "card-schemes"), s.as(t, "instant-scheme")
 	for i := range 25 {
 		key := fmt.Sprintf("card-%d", i)
-		res, b := s.do(t, "POST", s.public+"/v1/cards/authorize", `{"card":"4971111111111110","amount":1500,"merchant":"B","channel":"shop"}`, write(key))
+		res, b := cards.do(t, "POST", cards.public+"/v1/cards/authorize", `{"card":"4971111111111110","amount":1500,"merchant":"B","channel":"shop"}`, write(key))
 		if res.StatusCode != 200 {
 			t.Fatalf("card %d with the core down: %d %s", i, res.StatusCode, b)
 		}
@@ -48,13 +49,13 @@ func TestServeCoreDownStandInAndReplay(t *testing.T) {
 	if len(acked) == 0 {
 		t.Fatal("stand-in approved nothing")
 	}
-	res, b := s.do(t, "POST", s.public+"/v1/transfers/instant", `{"from":"A-camille","to":"A-bruno","amount":5000}`, write("tr-1"))
+	res, b := scheme.do(t, "POST", scheme.public+"/v1/transfers/instant", `{"from":"A-camille","to":"A-bruno","amount":5000}`, write("tr-1"))
 	if res.StatusCode != 202 || res.Header.Get("Location") != "/v1/transfers/outbox/tr-1" {
 		t.Fatalf("transfer with the core down: %d %s", res.StatusCode, b)
 	}
 	acked = append(acked, "tr-1")
 	// Bad input is still refused, not stood in for.
-	if res, b := s.do(t, "POST", s.public+"/v1/cards/authorize", `{"card":"4971111111111110","amount":-1,"merchant":"B","channel":"shop"}`, write("bad")); res.StatusCode != 400 {
+	if res, b := cards.do(t, "POST", cards.public+"/v1/cards/authorize", `{"card":"4971111111111110","amount":-1,"merchant":"B","channel":"shop"}`, write("bad")); res.StatusCode != 400 {
 		t.Errorf("bad input with the core down: %d %s", res.StatusCode, b)
 	}
 
@@ -75,7 +76,7 @@ func TestServeCoreDownStandInAndReplay(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	_, b = s.do(t, "GET", s.public+"/v1/transfers/outbox/tr-1", "", nil)
+	_, b = scheme.do(t, "GET", scheme.public+"/v1/transfers/outbox/tr-1", "", nil)
 	if !strings.Contains(string(b), `"executed"`) {
 		t.Errorf("outbox status after replay: %s", b)
 	}

@@ -110,7 +110,8 @@ func serve(ctx context.Context, cfg *config.Config, started func(public, ops str
 		return err
 	}
 	srv := &gateway.Server{Public: gw, Ops: st.admins.RequireAdmin(st.ops), Metrics: st.metrics.Handler(),
-		PublicAddr: cfg.Listen, OpsAddr: cfg.OpsListen, DrainTimeout: cfg.DrainTimeout, Logger: log}
+		PublicAddr: cfg.Listen, OpsAddr: cfg.OpsListen, DrainTimeout: cfg.DrainTimeout, Logger: log,
+		TLS: st.trust.tls, Plaintext: st.trust.plaintext}
 	if err := srv.Listen(); err != nil {
 		return err
 	}
@@ -121,6 +122,14 @@ func serve(ctx context.Context, cfg *config.Config, started func(public, ops str
 	defer stopBG()
 	for _, run := range st.background {
 		go run(bg)
+	}
+	if t := st.trust; t.tls != nil {
+		log.Info("public listener speaks TLS; partners authenticate with client certificates",
+			"plain_http_from", cfg.TLS.Plaintext)
+		if t.demo != nil {
+			c, k := t.demo.PartnerFiles("card-schemes")
+			log.Info("demo PKI", "ca", t.demo.CAFile(), "card_schemes_cert", c, "card_schemes_key", k)
+		}
 	}
 	log.Info("rempart serving", "routes", len(st.routes), "estate", st.estate != nil,
 		"identity", st.identity != nil, "data_dir", cfg.DataDir)

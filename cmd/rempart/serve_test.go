@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rempart/rempart/internal/config"
+	"github.com/rempart/rempart/internal/pki"
 )
 
 // running is a running serve(): its addresses and how to stop it.
@@ -103,8 +104,9 @@ func TestServeEndToEnd(t *testing.T) {
 	cfg.Estate.Customers = 100_000
 	s := startServe(t, cfg)
 
+	scheme := s.as(t, "card-schemes")
 	authorize := func(key string) (int, map[string]any) {
-		res, body := s.do(t, "POST", s.public+"/v1/cards/authorize",
+		res, body := scheme.do(t, "POST", scheme.public+"/v1/cards/authorize",
 			`{"card":"4971111111111110","amount":3000,"merchant":"Boulangerie","channel":"shop"}`,
 			map[string]string{"Content-Type": "application/json", "Idempotency-Key": key})
 		var m map[string]any
@@ -336,4 +338,27 @@ func (s *running) opsToken(t *testing.T) string {
 		t.Fatalf("ops token: %v", err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// as returns s speaking TLS to the public listener with the demo certificate
+// of partner, as the card schemes, the ATM network, the 3-D Secure server and
+// the instant-payment scheme reach a bank.
+func (s *running) as(t *testing.T, partner string) *running {
+	t.Helper()
+	c := *s
+	c.client = partnerClient(t, pki.Demo{Dir: filepath.Join(s.dataDir, "pki")}, partner)
+	c.public = "https://" + strings.TrimPrefix(s.public, "http://")
+	t.Cleanup(c.client.CloseIdleConnections)
+	return &c
+}
+
+// partnerClient is an https client trusting the demo CA and presenting
+// partner's certificate ("" for none).
+func partnerClient(t *testing.T, d pki.Demo, partner string) *http.Client {
+	t.Helper()
+	cfg, err := d.ClientTLS(partner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 }

@@ -53,6 +53,7 @@ type stack struct {
 	journal       journal.Store
 	guards        map[string]*protection // by upstream name
 	routes        []gateway.Route
+	trust         *trust
 	ops           *http.ServeMux
 	closers       []func() error
 	// background runs for as long as the server does (journal replayers).
@@ -91,6 +92,9 @@ func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 		s.ops.Handle("/ops/estate/", s.estate.OpsHandler())
 	}
 
+	if s.trust, err = buildTrust(cfg); err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
 	if cfg.ScrubEnabled() {
 		if err := s.buildScrubber(); err != nil {
 			return nil, fmt.Errorf("scrub: %w", err)
@@ -275,15 +279,6 @@ func (o outboxSender) Send(_ context.Context, phone, text string) error {
 	return nil
 }
 
-// verifierAdapter lets the gateway check tokens through its own small
-// interface without importing identity.
-type verifierAdapter struct{ v *identity.Verifier }
-
-func (a verifierAdapter) VerifyRequest(r *http.Request) (string, error) {
-	c, err := a.v.FromRequest(r)
-	return c.Subject, err
-}
-
 // outboxStatusUpstream names the built-in handler of outbox status URLs.
 const outboxStatusUpstream = "outbox-status"
 
@@ -322,16 +317,16 @@ func (s *stack) defaultRoutes() []config.Route {
 			up = s.cfg.Upstreams[0].Name
 		}
 		for _, c := range estate.Channels() {
-			auth := "optional"
-			if c.Tier == tier.Critical {
-				auth = "none" // partner networks: cards, ATMs, 3-D Secure, instant payments
-			}
+			auth, scope, owner, sca := channelAccess(c.Name)
 			out = append(out, config.Route{Name: c.Name, Match: c.Pattern, Tier: c.Tier.String(), Upstream: up,
-				Auth: auth, Fallback: channelFallback(c.Name), Pool: channelPool(c.Name),
-				Timeout: channelTimeout(c.Name)})
+				Auth: auth, Scope: scope, Owner: owner, SCAMaxAge: sca,
+				Fallback: channelFallback(c.Name), Pool: channelPool(c.Name), Timeout: channelTimeout(c.Name)})
 		}
+		// Outbox keys are the scheme's idempotency keys: only the scheme
+		// reads their status (a customer's own outbox entries are not
+		// listed by owner yet).
 		out = append(out, config.Route{Name: "outbox-status", Match: "GET /v1/transfers/outbox/{key}",
-			Tier: "critical", Upstream: outboxStatusUpstream})
+			Tier: "critical", Upstream: outboxStatusUpstream, Auth: "partner"})
 	}
 	if s.identity != nil {
 		out = append(out, identityRoutes()...)
@@ -344,9 +339,16 @@ func (s *stack) buildRoutes(upstreams map[string]http.Handler) ([]gateway.Route,
 	if len(cfgRoutes) == 0 {
 		cfgRoutes = s.defaultRoutes()
 	}
-	var verifier gateway.TokenVerifier
+	if err := s.trust.checkPartnerRoutes(s.cfg, cfgRoutes); err != nil {
+		return nil, err
+	}
+	authz := &gateway.Authorizer{Partners: s.trust.partners, Logger: s.log.With("component", "authz"),
+		MaxBodyBytes: s.cfg.MaxBodyBytes}
 	if s.identity != nil {
-		verifier = verifierAdapter{s.identity.Verifier()}
+		authz.Verifier = verifierAdapter{s.identity.Verifier()}
+	}
+	if s.estate != nil {
+		authz.Owners = s.estate.Population()
 	}
 	var routes []gateway.Route
 	s.routeUpstream = map[string]string{}
@@ -356,7 +358,7 @@ func (s *stack) buildRoutes(upstreams map[string]http.Handler) ([]gateway.Route,
 		if err != nil {
 			return nil, fmt.Errorf("route %s: %w", r.Name, err)
 		}
-		mode, err := gateway.ParseAuthMode(r.Auth)
+		pol, err := s.trust.policy(r)
 		if err != nil {
 			return nil, fmt.Errorf("route %s: %w", r.Name, err)
 		}
@@ -393,7 +395,7 @@ func (s *stack) buildRoutes(upstreams map[string]http.Handler) ([]gateway.Route,
 		if s.scrubber != nil {
 			h = s.scrubber.Middleware(h)
 		}
-		h = gateway.Authenticate(verifier, mode)(h)
+		h = authz.Middleware(pol)(h)
 		routes = append(routes, gateway.Route{Name: r.Name, Pattern: r.Match, Tier: t, Upstream: h})
 	}
 	return routes, nil

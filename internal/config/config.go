@@ -71,6 +71,84 @@ type Config struct {
 	// Scrub configures L7 scrubbing: attack detection, rate limits,
 	// proof-of-work and clearances.
 	Scrub Scrub `yaml:"scrub"`
+	// TLS configures the public listener's TLS and the CAs of partner
+	// client certificates.
+	TLS TLS `yaml:"tls"`
+	// Partners are the partner networks, each identified by its client
+	// certificate (or an OAuth client acting for it), with the routes it
+	// may call. Default, with the demo CA: card-schemes (card-authorize),
+	// 3ds-server (3ds-challenge, 3ds-verify), atm-network (atm-withdraw) and
+	// instant-scheme (instant-transfer), each with a certificate in
+	// data_dir/pki. Partners are never challenged or rate limited by the
+	// scrubber and never wait in the login line.
+	Partners []Partner `yaml:"partners"`
+
+	// partnersDefaulted: Partners are DemoPartners, not the file's.
+	partnersDefaulted bool
+}
+
+// PartnersDefaulted reports whether Partners are the demo partners rather
+// than configured ones (their routes may then not all exist).
+func (c *Config) PartnersDefaulted() bool { return c.partnersDefaulted }
+
+// TLS configures the public listener's TLS.
+type TLS struct {
+	// Enabled serves TLS on the public listener. Default true. False serves
+	// plain HTTP only, for a listener behind a TLS-terminating balancer
+	// (partners are then known by forwarded_client_cert).
+	Enabled *bool `yaml:"enabled"`
+	// CertFile and KeyFile are the server certificate chain and key (PEM).
+	// Empty: a demo certificate for the listener's host, localhost,
+	// 127.0.0.1 and ::1, signed by a demo CA created in data_dir/pki.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFiles are PEM files of the CAs that sign partner client
+	// certificates. Empty: the demo CA (data_dir/pki/ca.pem).
+	ClientCAFiles []string `yaml:"client_ca_files"`
+	// Plaintext says who may also speak plain HTTP on the TLS port:
+	// loopback (default: the demo, the drill and local apps), trusted_proxies
+	// (balancers in scrub.trusted_proxies that terminate TLS themselves) or
+	// off. Plain HTTP never carries a partner certificate, so partner routes
+	// refuse it unless a trusted balancer forwards one.
+	Plaintext string `yaml:"plaintext"`
+	// ForwardedClientCert names the header in which a TLS-terminating
+	// balancer in scrub.trusted_proxies forwards the client certificate:
+	// Envoy's x-forwarded-client-cert (its Cert or Chain field) or a bare
+	// URL-encoded PEM (nginx's $ssl_client_escaped_cert). It is verified
+	// against client_ca_files like a direct one, believed only from trusted
+	// proxies, and removed from every request before it goes on. Empty (the
+	// default) accepts none.
+	ForwardedClientCert string `yaml:"forwarded_client_cert"`
+}
+
+// TLSEnabled reports whether the public listener speaks TLS.
+func (c *Config) TLSEnabled() bool { return c.TLS.Enabled == nil || *c.TLS.Enabled }
+
+// DemoPKI reports whether the demo CA and certificates are in use.
+func (c *Config) DemoPKI() bool { return c.TLS.CertFile == "" && len(c.TLS.ClientCAFiles) == 0 }
+
+// Partner is a partner network.
+type Partner struct {
+	// Name labels the partner in logs and metrics.
+	Name string `yaml:"name"`
+	// Subjects identify its client certificates: the common name or a DNS
+	// or URI subject alternative name, e.g. card-schemes.partners.example.
+	Subjects []string `yaml:"subjects"`
+	// Clients are OAuth clients (client credentials) acting for it: their
+	// tokens are admitted on its routes as it is.
+	Clients []string `yaml:"clients"`
+	// Routes it may call, by route name.
+	Routes []string `yaml:"routes"`
+}
+
+// DemoPartners are the default partners and their routes.
+func DemoPartners() []Partner {
+	return []Partner{
+		{Name: "card-schemes", Routes: []string{"card-authorize"}},
+		{Name: "3ds-server", Routes: []string{"3ds-challenge", "3ds-verify"}},
+		{Name: "atm-network", Routes: []string{"atm-withdraw"}},
+		{Name: "instant-scheme", Routes: []string{"instant-transfer", "outbox-status"}},
+	}
 }
 
 // Scrub configures the traffic scrubber in front of every route.
@@ -195,9 +273,26 @@ type Route struct {
 	// Upstream names an entry of upstreams ("identity" is the built-in
 	// OpenID provider).
 	Upstream string `yaml:"upstream"`
-	// Auth is none (default), optional (a valid bearer token raises the
-	// request to the important tier) or required (401 without one).
+	// Auth is none (default: a public route), optional (a valid bearer
+	// token raises the request to the important tier), required (401
+	// without a valid customer token, unless a partner the route admits
+	// presents its certificate) or partner (only the partners whose routes
+	// list this one).
 	Auth string `yaml:"auth"`
+	// Scope is the scope a customer token needs here, e.g. accounts or
+	// payments; 403 insufficient-scope without it.
+	Scope string `yaml:"scope"`
+	// Owner names what the customer must own: customer (the path's
+	// {customer}), account (the path's {account}) or from (the JSON body's
+	// "from" account). Someone else's gets 403 not-owner.
+	Owner string `yaml:"owner"`
+	// SCAMaxAge, when set, asks for a strong customer authentication (a
+	// second factor in the token's amr, PSD2) at most this old; older or
+	// weaker tokens get 401 with error="insufficient_user_authentication".
+	SCAMaxAge time.Duration `yaml:"sca_max_age"`
+	// Services are client-credentials clients admitted on this route as
+	// themselves. By default a service token reaches no customer data.
+	Services []string `yaml:"services"`
 	// Fallback is what answers when the upstream's breaker is open or the
 	// call fails: none (default: 503 with Retry-After), stale (last good
 	// answer, marked stale), standin (card/ATM stand-in processing within
@@ -288,6 +383,17 @@ func (c *Config) setDefaults() {
 	for i := range c.Upstreams {
 		if c.Upstreams[i].Timeout == 0 {
 			c.Upstreams[i].Timeout = 10 * time.Second
+		}
+	}
+	if c.TLS.Plaintext == "" {
+		c.TLS.Plaintext = "loopback"
+	}
+	if c.Partners == nil && c.DemoPKI() {
+		c.Partners, c.partnersDefaulted = DemoPartners(), true
+	}
+	for i := range c.Partners {
+		if len(c.Partners[i].Subjects) == 0 && c.DemoPKI() {
+			c.Partners[i].Subjects = []string{c.Partners[i].Name + ".partners.rempart.test"}
 		}
 	}
 	if c.Estate.Enabled == nil {
@@ -681,9 +787,17 @@ func (c *Config) validate() []*Error {
 			bad(p+".upstream", "%q is not a configured upstream", r.Upstream)
 		}
 		switch strings.ToLower(r.Auth) {
-		case "", "none", "optional", "required":
+		case "", "none", "optional", "required", "partner":
 		default:
-			bad(p+".auth", "%q must be none, optional or required", r.Auth)
+			bad(p+".auth", "%q must be none, optional, required or partner", r.Auth)
+		}
+		switch r.Owner {
+		case "", "customer", "account", "from":
+		default:
+			bad(p+".owner", "%q must be customer, account or from", r.Owner)
+		}
+		if r.SCAMaxAge < 0 || r.SCAMaxAge > 24*time.Hour {
+			bad(p+".sca_max_age", "must be between 1s and 24h")
 		}
 		switch r.Fallback {
 		case "", "none", "stale", "standin", "outbox":
@@ -741,6 +855,35 @@ func (c *Config) validate() []*Error {
 	}
 	if ph := c.Identity.PasswordHash; ph.Time > 16 {
 		bad("identity.password_hash.time", "must be between 1 and 16")
+	}
+	switch c.TLS.Plaintext {
+	case "loopback", "trusted_proxies", "off":
+	default:
+		bad("tls.plaintext", "%q must be loopback, trusted_proxies or off", c.TLS.Plaintext)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls.key_file", "cert_file and key_file go together")
+	}
+	if c.TLS.CertFile != "" && len(c.TLS.ClientCAFiles) == 0 && len(c.Partners) > 0 {
+		bad("tls.client_ca_files", "is required with your own certificate: partners need the CA of their certificates")
+	}
+	pnames := map[string]bool{}
+	for i, pt := range c.Partners {
+		p := fmt.Sprintf("partners[%d]", i)
+		switch {
+		case !routeName.MatchString(pt.Name):
+			bad(p+".name", "%q must be lower-case letters, digits and dashes", pt.Name)
+		case pnames[pt.Name]:
+			bad(p+".name", "duplicate partner %q", pt.Name)
+		}
+		pnames[pt.Name] = true
+		if len(pt.Subjects) == 0 && len(pt.Clients) == 0 {
+			bad(p+".subjects", "is required: the certificate names that identify %s", pt.Name)
+		}
+		if len(pt.Routes) == 0 {
+			bad(p+".routes", "is required: the routes %s may call", pt.Name)
+		}
+		// Route names are checked by serve, which knows the default routes.
 	}
 	if c.Identity.Issuer != "" {
 		if u, err := url.Parse(c.Identity.Issuer); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 )
@@ -20,6 +22,12 @@ type Server struct {
 	OpsAddr      string
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
+	// TLS, when set, makes the public listener speak TLS (client
+	// certificates are verified by it); nil serves plain HTTP only.
+	TLS *tls.Config
+	// Plaintext admits plain HTTP beside TLS from the peers it accepts
+	// (loopback for demos and drills, or the TLS-terminating balancers).
+	Plaintext func(netip.Addr) bool
 
 	ready    atomic.Bool
 	publicLn net.Listener
@@ -35,6 +43,9 @@ func (s *Server) Listen() error {
 	var err error
 	if s.publicLn, err = net.Listen("tcp", s.PublicAddr); err != nil {
 		return fmt.Errorf("public listener: %w", err)
+	}
+	if s.TLS != nil {
+		s.publicLn = newDualListener(s.publicLn, s.TLS, s.Plaintext)
 	}
 	if s.opsLn, err = net.Listen("tcp", s.OpsAddr); err != nil {
 		s.publicLn.Close()

@@ -59,6 +59,9 @@ func (c tokenCrypto) Decrypt(s string) (string, error) {
 		Scope: strings.Join(cl.Scopes, " "), IssuedAt: cl.IssuedAt.Unix(), Expiry: cl.Expiry.Unix(), ID: cl.ID,
 		AMR: cl.AMR, Grant: cl.Grant,
 	}
+	if !cl.AuthTime.IsZero() {
+		ac.AuthTime = cl.AuthTime.Unix()
+	}
 	return c.p.encodeRef(tokenRef{Kind: "access", Claims: ac}) + ":" + cl.Subject, nil
 }
 

@@ -27,7 +27,7 @@ document.getElementById("login").onclick = async () => {
   sessionStorage.setItem("pkce", JSON.stringify({verifier, state}));
   const challenge = b64(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
   const q = new URLSearchParams({client_id: client, response_type: "code", redirect_uri: redirect,
-    scope: "openid profile phone offline_access payments", state, code_challenge: challenge, code_challenge_method: "S256"});
+    scope: "openid profile phone offline_access accounts payments", state, code_challenge: challenge, code_challenge_method: "S256"});
   location = issuer + "/oauth/authorize?" + q;
 };
 const params = new URLSearchParams(location.search);

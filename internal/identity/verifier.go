@@ -33,6 +33,9 @@ type Claims struct {
 	ID       string   // jti
 	Grant    string   // the grant (sid) it was minted from; empty for client credentials
 	AMR      []string // how the customer authenticated (pwd, otp, mfa)
+	// AuthTime is when the customer authenticated (the login, kept across
+	// refreshes); zero for client credentials.
+	AuthTime time.Time
 }
 
 // HasScope reports whether the token grants scope.
@@ -188,7 +191,15 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (Cla
 		ID:       ac.ID,
 		Grant:    ac.Grant,
 		AMR:      ac.AMR,
+		AuthTime: unixOrZero(ac.AuthTime),
 	}, nil
+}
+
+func unixOrZero(s int64) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0)
 }
 
 // audience accepts aud as a string or an array (RFC 7519, section 4.1.3).
