@@ -113,8 +113,9 @@ type TLS struct {
 	Plaintext string `yaml:"plaintext"`
 	// ForwardedClientCert names the header in which a TLS-terminating
 	// balancer in scrub.trusted_proxies forwards the client certificate:
-	// Envoy's x-forwarded-client-cert (its Cert or Chain field) or a bare
-	// URL-encoded PEM (nginx's $ssl_client_escaped_cert). It is verified
+	// Envoy's x-forwarded-client-cert (its Cert or Chain field), RFC 9440's
+	// Client-Cert (":<base64 DER>:") or a bare URL-encoded PEM (nginx's
+	// $ssl_client_escaped_cert). It is verified
 	// against client_ca_files like a direct one, believed only from trusted
 	// proxies, and removed from every request before it goes on. Empty (the
 	// default) accepts none.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"net/http"
@@ -111,6 +112,11 @@ func (p *PartnerIdentifier) FromRequest(r *http.Request) (string, error) {
 		fwd = r.Header.Get(p.header)
 		r.Header.Del(p.header)
 	}
+	// The usual names of forwarded certificates go too, configured or not:
+	// a back end behind the gateway may believe one of them.
+	for _, h := range forwardedHeaders {
+		r.Header.Del(h)
+	}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		return p.name(r.TLS.VerifiedChains[0][0])
 	}
@@ -156,15 +162,28 @@ func (p *PartnerIdentifier) name(leaf *x509.Certificate) (string, error) {
 	return "", errUnknownPartner
 }
 
+// forwardedHeaders are the common names of forwarded client certificates:
+// Envoy's, RFC 9440's, and nginx's usual ones.
+var forwardedHeaders = []string{"X-Forwarded-Client-Cert", "Client-Cert", "Client-Cert-Chain", "X-Ssl-Client-Cert", "X-Client-Cert"}
+
 // maxForwardedCerts bounds the chain a forwarded header may carry.
 const maxForwardedCerts = 4
 
-// parseForwardedCert reads the client certificate a balancer forwarded: the
-// last element of an x-forwarded-client-cert value (the one the nearest
+// parseForwardedCert reads the client certificate a balancer forwarded: an
+// RFC 9440 byte sequence of its DER, or the last element of an x-forwarded-client-cert value (the one the nearest
 // proxy added) and its Cert or Chain field, or a bare URL-encoded PEM. It
 // returns the leaf and any intermediates that came with it.
 func parseForwardedCert(v string) (*x509.Certificate, []*x509.Certificate, error) {
 	enc := strings.TrimSpace(v)
+	if len(enc) > 2 && enc[0] == ':' && enc[len(enc)-1] == ':' {
+		// RFC 9440 Client-Cert: a structured-field byte sequence of the DER.
+		der, err := base64.StdEncoding.DecodeString(enc[1 : len(enc)-1])
+		if err != nil {
+			return nil, nil, err
+		}
+		c, err := x509.ParseCertificate(der)
+		return c, nil, err
+	}
 	if !strings.HasPrefix(enc, "-----") && !strings.HasPrefix(enc, "%2D") && !strings.HasPrefix(enc, "%2d") {
 		elem := lastXFCCElement(enc)
 		enc = ""

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
+	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
@@ -176,6 +178,17 @@ func forwardedCert(t *testing.T, d pki.Demo, partner string) string {
 	return `By=spiffe://lb.bank;Hash=00;Cert="` + url.QueryEscape(string(b)) + `";Subject="CN=` + partner + `"`
 }
 
+func rfc9440(t *testing.T, d pki.Demo, partner string) string {
+	t.Helper()
+	c, _ := d.PartnerFiles(partner)
+	b, err := os.ReadFile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	return ":" + base64.StdEncoding.EncodeToString(blk.Bytes) + ":"
+}
+
 func TestForwardedClientCertificate(t *testing.T) {
 	const hdr = "X-Forwarded-Client-Cert"
 	loopbackTrusted := func(a netip.Addr) bool { return a.IsLoopback() }
@@ -194,6 +207,7 @@ func TestForwardedClientCertificate(t *testing.T) {
 		{"the balancer forwards the scheme's certificate", forwardedCert(t, st.demo, "card-schemes"), 200},
 		{"a bare URL-encoded PEM, as nginx forwards it", strings.TrimSuffix(strings.TrimPrefix(
 			forwardedCert(t, st.demo, "card-schemes"), `By=spiffe://lb.bank;Hash=00;Cert="`), `";Subject="CN=card-schemes"`), 200},
+		{"an RFC 9440 Client-Cert byte sequence", rfc9440(t, st.demo, "card-schemes"), 200},
 		{"a certificate of another CA", forwardedCert(t, rogue, "card-schemes"), 403},
 		{"only a subject, no certificate", `Subject="CN=card-schemes";DNS=card-schemes.partners.rempart.test`, 403},
 		{"garbage", `Cert="%%%"`, 403},
