@@ -215,7 +215,7 @@ func (a *Authorizer) authorize(p Policy, r *http.Request) *problem.Details {
 		return problem.New(http.StatusForbidden, "partner-not-permitted",
 			"partner "+partner+" may not call this route")
 	}
-	presented := r.Header.Get("Authorization") != ""
+	presented := len(r.Header["Authorization"]) > 0 && r.Header["Authorization"][0] != ""
 	if !presented {
 		switch p.Mode {
 		case AuthOptional:
@@ -292,17 +292,20 @@ var errDuplicateFrom = errors.New(`"from" appears more than once`)
 // 403: the customer knows the account exists (it is on their statement as
 // a payee) and an honest refusal is easier to support than a fake 404.
 func (a *Authorizer) owns(o Owner, subject string, r *http.Request) *problem.Details {
-	notYours := problem.New(http.StatusForbidden, "not-owner", "the token's customer does not hold this resource")
+	// Built on refusal only: the check runs on every customer request.
+	notYours := func() *problem.Details {
+		return problem.New(http.StatusForbidden, "not-owner", "the token's customer does not hold this resource")
+	}
 	switch o {
 	case OwnerNone:
 		return nil
 	case OwnerCustomer:
 		if a.Owners == nil || !a.Owners.OwnsCustomer(subject, r.PathValue("customer")) {
-			return notYours.WithField("customer")
+			return notYours().WithField("customer")
 		}
 	case OwnerAccount:
 		if a.Owners == nil || !a.Owners.OwnsAccount(subject, r.PathValue("account")) {
-			return notYours.WithField("account")
+			return notYours().WithField("account")
 		}
 	case OwnerFrom:
 		from, err := a.readFrom(r)
@@ -310,7 +313,7 @@ func (a *Authorizer) owns(o Owner, subject string, r *http.Request) *problem.Det
 			return problem.New(http.StatusBadRequest, "malformed-json", err.Error()).WithField("from")
 		}
 		if a.Owners == nil || !a.Owners.OwnsAccount(subject, from) {
-			return notYours.WithField("from")
+			return notYours().WithField("from")
 		}
 	}
 	return nil

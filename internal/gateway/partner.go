@@ -115,7 +115,7 @@ func (p *PartnerIdentifier) FromRequest(r *http.Request) (string, error) {
 	// The usual names of forwarded certificates go too, configured or not:
 	// a back end behind the gateway may believe one of them.
 	for _, h := range forwardedHeaders {
-		r.Header.Del(h)
+		delete(r.Header, h) // canonical already: no per-request canonicalisation
 	}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		return p.name(r.TLS.VerifiedChains[0][0])
@@ -164,6 +164,7 @@ func (p *PartnerIdentifier) name(leaf *x509.Certificate) (string, error) {
 
 // forwardedHeaders are the common names of forwarded client certificates:
 // Envoy's, RFC 9440's, and nginx's usual ones.
+// The names are in canonical form (http.CanonicalHeaderKey).
 var forwardedHeaders = []string{"X-Forwarded-Client-Cert", "Client-Cert", "Client-Cert-Chain", "X-Ssl-Client-Cert", "X-Client-Cert"}
 
 // maxForwardedCerts bounds the chain a forwarded header may carry.
