@@ -3,8 +3,8 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"io"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
