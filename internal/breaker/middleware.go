@@ -172,12 +172,26 @@ func (g *guard) call(ctx context.Context, r *http.Request, body []byte, deadline
 		}
 		g.b.m.calls.WithLabelValues(g.b.cfg.Upstream, outcome).Inc()
 	}()
-	if !deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadlineCause(ctx, deadline, ErrDeadline)
-		defer cancel()
+	// failsafe's timeout cancels the context without a deadline: set the
+	// route's end as one too, so the layers inside (admission, the
+	// retrier, a proxy) see the real budget in ctx.Deadline.
+	var end time.Time
+	if g.rt.Timeout > 0 {
+		end = start.Add(g.rt.Timeout)
 	}
-	pastDeadline := func() bool { return errors.Is(context.Cause(ctx), ErrDeadline) }
+	var cancel context.CancelFunc = func() {}
+	switch {
+	case !deadline.IsZero() && (end.IsZero() || deadline.Before(end)):
+		ctx, cancel = context.WithDeadlineCause(ctx, deadline, ErrDeadline)
+	case !end.IsZero():
+		ctx, cancel = context.WithDeadline(ctx, end)
+	}
+	defer cancel()
+	// Layers inside may derive their own context with the same deadline,
+	// whose timer can fire first: the clock decides, not whose timer won.
+	pastDeadline := func() bool {
+		return errors.Is(context.Cause(ctx), ErrDeadline) || (!deadline.IsZero() && !time.Now().Before(deadline))
+	}
 	req := r.WithContext(ctx)
 	req.Body, req.ContentLength, req.GetBody = http.NoBody, 0, nil
 	if len(body) > 0 {
