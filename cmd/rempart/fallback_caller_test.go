@@ -80,6 +80,25 @@ func TestServeCallerDeadlineNeverApproves(t *testing.T) {
 		})
 	}
 
+	t.Run("an instant transfer with a past deadline is not put in the outbox", func(t *testing.T) {
+		res, b := s.do(t, "POST", s.public+"/v1/transfers/instant", `{"from":"A-bruno","to":"A-alice","amount":5000}`,
+			map[string]string{"Content-Type": "application/json", "Idempotency-Key": "tr-forced", "Grpc-Timeout": "0m"})
+		if res.StatusCode != http.StatusGatewayTimeout || res.Header.Get("Rempart-Outbox") != "" {
+			t.Fatalf("%d %s, want 504 and no outbox acceptance", res.StatusCode, b)
+		}
+	})
+
+	t.Run("a key the core declined, reused with a short deadline", func(t *testing.T) {
+		res, b := authorize("above", 50_00, map[string]string{"Grpc-Timeout": "0m"})
+		if res.StatusCode == http.StatusOK {
+			var d decision
+			decode(t, b, &d)
+			if d.Approved || d.StandIn {
+				t.Fatalf("%s, want the core's first decline or a 504", b)
+			}
+		}
+	})
+
 	t.Run("a long deadline is the core's decline", func(t *testing.T) {
 		res, b := authorize("long", 50_00, map[string]string{"Grpc-Timeout": "1M"})
 		var d decision
