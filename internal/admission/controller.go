@@ -177,10 +177,14 @@ func (c *Controller) admitLocked(t tier.Tier, now, deadline time.Time) (bool, *w
 		// shed: a standing queue keeps one only the target.
 		maxWait = c.targetLocked()
 	}
-	if !deadline.IsZero() {
-		maxWait = min(maxWait, deadline.Sub(now)-c.serviceTime)
+	timeout := reasonQueueTimeout
+	if !deadline.IsZero() && deadline.Sub(now)-c.serviceTime < maxWait {
+		// The caller's deadline, not the queue's own bound, ends this wait:
+		// running out is the caller's deadline, not saturation.
+		maxWait, timeout = deadline.Sub(now)-c.serviceTime, reasonDeadline
 	}
-	w := &waiter{tier: t, enqueued: now, maxWait: maxWait, ready: make(chan struct{}, 1)}
+	w := &waiter{tier: t, enqueued: now, maxWait: maxWait, timeout: timeout, deadline: deadline,
+		ready: make(chan struct{}, 1)}
 	q.push(w, now)
 	c.queued++
 	return false, w, 0
@@ -195,27 +199,35 @@ func (c *Controller) wait(ctx context.Context, w *waiter) (reason, bool) {
 		// The signal hands w's fields over: no lock needed to read them.
 		timer.Stop()
 	case <-timer.C:
-		c.giveUp(w, reasonQueueTimeout)
+		c.giveUp(w, w.timeout)
 	case <-ctx.Done():
 		timer.Stop()
-		why := reasonCanceled
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			why = reasonDeadline
-		}
-		c.giveUp(w, why)
+		c.giveUp(w, w.endedBy(ctx.Err(), time.Now()))
 	}
 	if w.state == dropped {
 		return w.reason, false
 	}
 	if err := ctx.Err(); err != nil {
 		// Granted just as the caller left: give the slot to the next one.
-		c.release(w.tier, time.Now(), outcome{ctxErr: err})
-		if errors.Is(err, context.DeadlineExceeded) {
-			return reasonDeadline, false
-		}
-		return reasonCanceled, false
+		now := time.Now()
+		c.release(w.tier, now, outcome{ctxErr: err})
+		return w.endedBy(err, now), false
 	}
 	return 0, true
+}
+
+// endedBy is why a wait ended by its context's error err at now. A context
+// deadline is the caller's only when the caller's own deadline has passed;
+// otherwise it is a budget of the bank's (a route's time-out set outside),
+// and running it out waiting for a slot is saturation.
+func (w *waiter) endedBy(err error, now time.Time) reason {
+	switch {
+	case !errors.Is(err, context.DeadlineExceeded):
+		return reasonCanceled
+	case !w.deadline.IsZero() && !now.Before(w.deadline):
+		return reasonDeadline
+	}
+	return reasonQueueTimeout
 }
 
 // giveUp takes w out of its queue unless it was granted or dropped in the
@@ -450,6 +462,7 @@ func (c *Controller) waitEstimateLocked(t tier.Tier, standing bool) time.Duratio
 }
 
 func (c *Controller) reject(w http.ResponseWriter, t tier.Tier, r reason) {
+	recordShed(w, r)
 	c.shedN[t][r].Add(1)
 	c.metrics.shed[t][r].Inc()
 	c.shed.write(w, r)

@@ -29,25 +29,41 @@ const (
 // answers 400): guessing at a deadline the caller did not mean would shed or
 // keep requests for nothing.
 func ParseDeadline(h http.Header, now time.Time) (deadline time.Time, ok bool, err error) {
+	deadline, field, err := parseDeadline(h, now)
+	return deadline, field != "", err
+}
+
+// DeadlineField names the header that set the caller's deadline
+// (DeadlineHeader or GRPCTimeoutHeader), for the field member of a problem
+// that blames it; "" when neither holds a valid deadline.
+func DeadlineField(h http.Header, now time.Time) string {
+	_, field, err := parseDeadline(h, now)
+	if err != nil {
+		return ""
+	}
+	return field
+}
+
+func parseDeadline(h http.Header, now time.Time) (deadline time.Time, field string, err error) {
 	for _, v := range h.Values(DeadlineHeader) {
 		d, err := parseAbsolute(strings.TrimSpace(v))
 		if err != nil {
-			return time.Time{}, false, fmt.Errorf("header %s: %w", DeadlineHeader, err)
+			return time.Time{}, "", fmt.Errorf("header %s: %w", DeadlineHeader, err)
 		}
-		if !ok || d.Before(deadline) {
-			deadline, ok = d, true
+		if field == "" || d.Before(deadline) {
+			deadline, field = d, DeadlineHeader
 		}
 	}
 	for _, v := range h.Values(GRPCTimeoutHeader) {
 		t, err := parseGRPCTimeout(strings.TrimSpace(v))
 		if err != nil {
-			return time.Time{}, false, fmt.Errorf("header %s: %w", GRPCTimeoutHeader, err)
+			return time.Time{}, "", fmt.Errorf("header %s: %w", GRPCTimeoutHeader, err)
 		}
-		if d := now.Add(t); !ok || d.Before(deadline) {
-			deadline, ok = d, true
+		if d := now.Add(t); field == "" || d.Before(deadline) {
+			deadline, field = d, GRPCTimeoutHeader
 		}
 	}
-	return deadline, ok, nil
+	return deadline, field, nil
 }
 
 func parseAbsolute(v string) (time.Time, error) {

@@ -22,6 +22,8 @@ type waiter struct {
 	tier       tier.Tier
 	enqueued   time.Time
 	maxWait    time.Duration // how long it may stay queued
+	timeout    reason        // why it is shed when maxWait passes
+	deadline   time.Time     // the caller's deadline, zero when none
 	ready      chan struct{} // buffered: signalled once, when state leaves waiting
 	state      waiterState
 	reason     reason

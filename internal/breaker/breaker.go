@@ -218,7 +218,7 @@ func (b *Breaker) Stats() Stats {
 // overload and turn partial shedding into a total outage of the route.
 func isFailure(resp *http.Response, err error) bool {
 	if err != nil {
-		return !isCanceled(err)
+		return !isCanceled(err) && !errors.Is(err, ErrDeadline)
 	}
 	return resp != nil && resp.StatusCode >= 500 && resp.Header.Get(HeaderShed) == ""
 }

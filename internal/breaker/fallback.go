@@ -36,6 +36,17 @@ type Observer interface {
 	Observe(r *http.Request, status int, header http.Header, body []byte)
 }
 
+// Repeater is a Fallback that only repeats what the upstream already
+// answered (a stale read). It decides nothing, so it may also answer, at once
+// and within the deadline, a request that admission could not serve within
+// its caller's deadline; a fallback that decides (a stand-in approval, an
+// outbox acceptance) never does.
+type Repeater interface {
+	Fallback
+	// Repeats reports that Answer only repeats the upstream.
+	Repeats() bool
+}
+
 // Outage says why a fallback is answering.
 type Outage struct {
 	// Upstream names the upstream that could not answer.

@@ -22,7 +22,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"upstream"}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rempart_breaker_calls_total",
-			Help: "Calls through a circuit breaker, by upstream and outcome (success, failure, slow, timeout, canceled: the client left, rejected: not sent because the breaker was open).",
+			Help: "Calls through a circuit breaker, by upstream and outcome (success, failure, slow, timeout, shed: turned away by admission for a saturated back end, deadline: the caller's own deadline could not be met, canceled: the client left, rejected: not sent because the breaker was open).",
 		}, []string{"upstream", "outcome"}),
 		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rempart_breaker_fallback_answers_total",

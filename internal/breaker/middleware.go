@@ -14,6 +14,7 @@ import (
 	"github.com/failsafe-go/failsafe-go/fallback"
 	"github.com/failsafe-go/failsafe-go/timeout"
 
+	"github.com/rempart/rempart/internal/admission"
 	"github.com/rempart/rempart/internal/problem"
 	"github.com/rempart/rempart/internal/request"
 )
@@ -29,6 +30,14 @@ var ErrTimeout = timeout.ErrExceeded
 // it as a failure, the client still gets it (a card authorisation the core
 // approved, late, is still approved).
 var errSlow = errors.New("slow call")
+
+// ErrDeadline is the cause when the caller's own deadline (X-Request-Deadline,
+// Grpc-Timeout) could not be met: it passed before or during the call, or
+// admission shed the request because it could not be served in time. It is
+// the caller's doing, not an outage: no fallback answers (a caller must not
+// be able to force a stand-in approval by asking for too little time), the
+// breaker does not count it, and the client gets 504 "deadline-exceeded".
+var ErrDeadline = admission.ErrDeadline
 
 // errCallerGone marks a call whose request ended (the client left or its
 // deadline passed) before the upstream answered: what the upstream said then
@@ -82,6 +91,12 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	route := routeName(r)
+	deadline := callerDeadline(r)
+	if !deadline.IsZero() && !time.Now().Before(deadline) {
+		// Not even the journal is asked: the caller has given up.
+		writeDeadline(w, r)
+		return
+	}
 	if rc, ok := g.rt.Fallback.(Recaller); ok && rc.Recall(w, r, body) {
 		g.b.m.fallbacks.WithLabelValues(g.b.cfg.Upstream, route, AnswerRecall).Inc()
 		return
@@ -105,7 +120,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	resp, err := failsafe.With(policies...).WithContext(r.Context()).GetWithExecution(
 		func(exec failsafe.Execution[*http.Response]) (*http.Response, error) {
 			called = true
-			resp, err := g.call(exec.Context(), r, body)
+			resp, err := g.call(exec.Context(), r, body, deadline)
 			fromUpstream = resp
 			return resp, err
 		})
@@ -123,6 +138,13 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case errors.Is(err, ErrDeadline):
+		if rp, ok := g.rt.Fallback.(Repeater); ok && rp.Repeats() && time.Now().Before(deadline) {
+			kind := rp.Answer(w, r, body, g.b.outage(resp, err))
+			g.b.m.fallbacks.WithLabelValues(g.b.cfg.Upstream, route, kind).Inc()
+			return
+		}
+		writeDeadline(w, r)
 	case errors.Is(err, ErrOpen):
 		w.Header().Set(HeaderBreaker, "open")
 		WriteDegraded(w, g.b.outage(nil, err), "the upstream is unavailable and its circuit breaker is open")
@@ -138,8 +160,10 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // call sends the request to the upstream and classifies its answer for the
-// breaker.
-func (g *guard) call(ctx context.Context, r *http.Request, body []byte) (resp *http.Response, err error) {
+// breaker. The call ends at the caller's deadline, when it has one, or at
+// the route's Timeout (ctx), whichever comes first: a caller can shorten
+// rempart's wait, never lengthen it.
+func (g *guard) call(ctx context.Context, r *http.Request, body []byte, deadline time.Time) (resp *http.Response, err error) {
 	start := time.Now()
 	outcome := "success"
 	defer func() {
@@ -148,6 +172,26 @@ func (g *guard) call(ctx context.Context, r *http.Request, body []byte) (resp *h
 		}
 		g.b.m.calls.WithLabelValues(g.b.cfg.Upstream, outcome).Inc()
 	}()
+	// failsafe's timeout cancels the context without a deadline: set the
+	// route's end as one too, so the layers inside (admission, the
+	// retrier, a proxy) see the real budget in ctx.Deadline.
+	var end time.Time
+	if g.rt.Timeout > 0 {
+		end = start.Add(g.rt.Timeout)
+	}
+	var cancel context.CancelFunc = func() {}
+	switch {
+	case !deadline.IsZero() && (end.IsZero() || deadline.Before(end)):
+		ctx, cancel = context.WithDeadlineCause(ctx, deadline, ErrDeadline)
+	case !end.IsZero():
+		ctx, cancel = context.WithDeadline(ctx, end)
+	}
+	defer cancel()
+	// Layers inside may derive their own context with the same deadline,
+	// whose timer can fire first: the clock decides, not whose timer won.
+	pastDeadline := func() bool {
+		return errors.Is(context.Cause(ctx), ErrDeadline) || (!deadline.IsZero() && !time.Now().Before(deadline))
+	}
 	req := r.WithContext(ctx)
 	req.Body, req.ContentLength, req.GetBody = http.NoBody, 0, nil
 	if len(body) > 0 {
@@ -178,6 +222,10 @@ func (g *guard) call(ctx context.Context, r *http.Request, body []byte) (resp *h
 			outcome = "canceled"
 			return nil, fmt.Errorf("%w: %w", errCallerGone, r.Context().Err())
 		}
+		if pastDeadline() {
+			outcome = "deadline"
+			return nil, ErrDeadline
+		}
 		outcome = "timeout"
 		return nil, ErrTimeout
 	}
@@ -186,10 +234,20 @@ func (g *guard) call(ctx context.Context, r *http.Request, body []byte) (resp *h
 		// The client left; what the upstream said is not its verdict.
 		outcome = "canceled"
 		return resp, fmt.Errorf("%w: %w", errCallerGone, r.Context().Err())
+	case errors.Is(c.shed, admission.ErrDeadline),
+		pastDeadline() && (resp.StatusCode >= 500 || c.shed != nil):
+		// Admission could not serve the request within the caller's
+		// deadline, or the deadline cut the call short. A good answer that
+		// beat it is still used below: it is the core's verdict.
+		outcome = "deadline"
+		return resp, ErrDeadline
 	case ctx.Err() != nil:
 		outcome = "timeout" // the route's Timeout fired: failsafe reports ErrTimeout
-	case resp.StatusCode >= 500 && resp.Header.Get(HeaderShed) != "":
-		outcome = "shed" // admission protected the upstream; not its failure
+	case c.shed != nil || (resp.StatusCode >= 500 && resp.Header.Get(HeaderShed) != ""):
+		// Admission protected a saturated back end (queue full, the wait
+		// bounded by the queue or the route's budget): the bank's own
+		// failure, which the fallback is for, but not the upstream's.
+		outcome = "shed"
 	case resp.StatusCode >= 500:
 		outcome = "failure"
 	case time.Since(start) > g.b.cfg.SlowCall:
@@ -204,7 +262,7 @@ func (g *guard) call(ctx context.Context, r *http.Request, body []byte) (resp *h
 // 5xx. A slow good answer is used, and a client that left needs no answer.
 func needsFallback(resp *http.Response, err error) bool {
 	if err != nil {
-		return !errors.Is(err, errSlow) && !isCanceled(err)
+		return !errors.Is(err, errSlow) && !isCanceled(err) && !errors.Is(err, ErrDeadline)
 	}
 	return resp != nil && resp.StatusCode >= 500
 }
@@ -220,6 +278,26 @@ func (b *Breaker) outage(resp *http.Response, err error) Outage {
 		cause = &UpstreamError{Status: resp.StatusCode}
 	}
 	return Outage{Upstream: b.cfg.Upstream, Cause: cause, RetryAfter: max(b.cb.RemainingDelay(), time.Second)}
+}
+
+// callerDeadline is the deadline the caller gave (parsed by the gateway),
+// zero when none.
+func callerDeadline(r *http.Request) time.Time {
+	if info := request.From(r.Context()); info != nil {
+		return info.Deadline
+	}
+	return time.Time{}
+}
+
+// writeDeadline answers 504 for a request that could not be served within
+// its caller's deadline, naming the header that set it.
+func writeDeadline(w http.ResponseWriter, r *http.Request) {
+	d := problem.New(http.StatusGatewayTimeout, "deadline-exceeded",
+		"the request could not be served within the caller's deadline; it was not decided")
+	if f := admission.DeadlineField(r.Header, time.Now()); f != "" {
+		d = d.WithField(f)
+	}
+	problem.Write(w, d)
 }
 
 func readBody(r *http.Request) ([]byte, error) {

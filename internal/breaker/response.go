@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+
+	"github.com/rempart/rempart/internal/admission"
 )
 
 // captured builds an *http.Response from what a handler writes, so that the
@@ -12,7 +14,15 @@ import (
 type captured struct {
 	resp http.Response
 	body bytes.Buffer
+	// shed is why admission inside the breaker shed the request, nil when
+	// it did not: it decides whether the fallback may answer.
+	shed error
 }
+
+var _ admission.ShedRecorder = (*captured)(nil)
+
+// RecordShed implements admission.ShedRecorder.
+func (c *captured) RecordShed(err error) { c.shed = err }
 
 func newCaptured() *captured {
 	return &captured{resp: http.Response{Header: http.Header{}}}

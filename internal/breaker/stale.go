@@ -42,7 +42,10 @@ type Stale struct {
 	byKey map[string]*list.Element
 }
 
-var _ Observer = (*Stale)(nil)
+var (
+	_ Observer = (*Stale)(nil)
+	_ Repeater = (*Stale)(nil)
+)
 
 type staleEntry struct {
 	key         string
@@ -124,6 +127,9 @@ func (s *Stale) Answer(w http.ResponseWriter, r *http.Request, _ []byte, o Outag
 	w.Write(e.body)
 	return AnswerStale
 }
+
+// Repeats implements Repeater.
+func (*Stale) Repeats() bool { return true }
 
 func (s *Stale) get(key string) (*staleEntry, bool) {
 	s.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,6 +86,7 @@ type StandIn struct {
 	log *slog.Logger
 
 	decisions *prometheus.CounterVec // kind, decision, reason
+	approvals *prometheus.CounterVec // route
 	exposure  prometheus.Gauge
 }
 
@@ -117,6 +119,10 @@ func NewStandIn(ctx context.Context, cfg StandInConfig) (*StandIn, error) {
 			Name: "rempart_breaker_standin_decisions_total",
 			Help: "Decisions taken by stand-in processing while the core was away, by kind, decision (approved, declined) and reason.",
 		}, []string{"kind", "decision", "reason"}),
+		approvals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rempart_standin_approvals_total",
+			Help: "Approvals given by stand-in processing without the core, by route; set against rempart_standin_declined_on_replay_total.",
+		}, []string{"route"}),
 		exposure: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rempart_breaker_standin_exposure_euros",
 			Help: "Amount approved by stand-in and not yet confirmed by the core.",
@@ -124,6 +130,9 @@ func NewStandIn(ctx context.Context, cfg StandInConfig) (*StandIn, error) {
 	}
 	var err error
 	if s.decisions, err = telemetry.Register(cfg.Registerer, s.decisions); err != nil {
+		return nil, fmt.Errorf("stand-in metrics: %w", err)
+	}
+	if s.approvals, err = telemetry.Register(cfg.Registerer, s.approvals); err != nil {
 		return nil, fmt.Errorf("stand-in metrics: %w", err)
 	}
 	if s.exposure, err = telemetry.Register(cfg.Registerer, s.exposure); err != nil {
@@ -242,6 +251,14 @@ func (s *StandIn) Answer(w http.ResponseWriter, r *http.Request, body []byte, o 
 		s.lim.commit(key, h)
 	}
 	s.count(d)
+	if d.Approved {
+		route := routeName(r)
+		s.approvals.WithLabelValues(route).Inc()
+		// The bank carries this amount until the core confirms it: every
+		// approval is on record, with the card's last four digits only.
+		s.log.Warn("stand-in approved without the core", "route", route, "key", key, "kind", d.Kind,
+			"amount", d.Amount, "card_last4", lastFour(d.Card), "cause", o.Cause)
+	}
 	s.write(w, d)
 	return AnswerStandIn
 }
@@ -277,6 +294,14 @@ func (s *StandIn) write(w http.ResponseWriter, d StandInDecision) {
 	h.Set(HeaderStandIn, "true")
 	w.WriteHeader(status)
 	w.Write(body)
+}
+
+// lastFour is what of a card number may be logged.
+func lastFour(card string) string {
+	if len(card) <= 4 {
+		return strings.Repeat("*", len(card))
+	}
+	return card[len(card)-4:]
 }
 
 func (s *StandIn) count(d StandInDecision) {
