@@ -19,13 +19,14 @@ func TestServeCallerDeadlineNeverApproves(t *testing.T) {
 	cfg := config.Default()
 	cfg.Estate.Customers = 100_000
 	s := startServe(t, cfg)
+	cards, scheme := s.as(t, "card-schemes"), s.as(t, "instant-scheme")
 	const bruno = "4971222222222223" // 150 EUR
 	authorize := func(key string, amount int, hdr map[string]string) (*http.Response, []byte) {
 		h := map[string]string{"Content-Type": "application/json", "Idempotency-Key": key}
 		for k, v := range hdr {
 			h[k] = v
 		}
-		return s.do(t, "POST", s.public+"/v1/cards/authorize",
+		return cards.do(t, "POST", cards.public+"/v1/cards/authorize",
 			fmt.Sprintf(`{"card":%q,"amount":%d,"merchant":"Boulangerie","channel":"shop"}`, bruno, amount), h)
 	}
 	type decision struct {
@@ -81,7 +82,7 @@ func TestServeCallerDeadlineNeverApproves(t *testing.T) {
 	}
 
 	t.Run("an instant transfer with a past deadline is not put in the outbox", func(t *testing.T) {
-		res, b := s.do(t, "POST", s.public+"/v1/transfers/instant", `{"from":"A-bruno","to":"A-alice","amount":5000}`,
+		res, b := scheme.do(t, "POST", scheme.public+"/v1/transfers/instant", `{"from":"A-bruno","to":"A-alice","amount":5000}`,
 			map[string]string{"Content-Type": "application/json", "Idempotency-Key": "tr-forced", "Grpc-Timeout": "0m"})
 		if res.StatusCode != http.StatusGatewayTimeout || res.Header.Get("Rempart-Outbox") != "" {
 			t.Fatalf("%d %s, want 504 and no outbox acceptance", res.StatusCode, b)
