@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rempart/rempart/internal/config"
 	"github.com/rempart/rempart/internal/estate"
+	"github.com/rempart/rempart/internal/estate/customer"
 	"github.com/rempart/rempart/internal/gateway"
 	"github.com/rempart/rempart/internal/identity"
 	"github.com/rempart/rempart/internal/identity/admin"
@@ -349,6 +350,10 @@ func (s *stack) buildRoutes(upstreams map[string]http.Handler) ([]gateway.Route,
 	}
 	if s.estate != nil {
 		authz.Owners = s.estate.Population()
+	} else {
+		// A remote `rempart estate` with the same seed and size derives
+		// the same customers: who owns what is arithmetic, not a lookup.
+		authz.Owners = customer.New(s.cfg.Estate.Seed, s.cfg.Estate.Customers)
 	}
 	var routes []gateway.Route
 	s.routeUpstream = map[string]string{}
