@@ -104,8 +104,7 @@ func (a *acs) Challenge(key string, req ThreeDSChallenge, phone string, now time
 	c := &challenge{otp: otp, card: req.Card, amount: req.Amount, merchant: req.Merchant, expires: now.Add(a.ttl)}
 	a.challenges[id] = c
 	a.order = append(a.order, id)
-	a.sms.Send(phone, fmt.Sprintf("Code 3-D Secure %s pour %d,%02d EUR chez %s. Ne le communiquez jamais.",
-		otp, req.Amount/100, req.Amount%100, req.Merchant), now)
+	a.sms.Send(phone, threeDSText(otp, req.Amount, req.Merchant), now)
 	res := ThreeDSChallengeResult{ChallengeID: id, SentTo: maskPhone(phone), ExpiresAt: c.expires}
 	a.byKey[key] = idempotentReply{fingerprint: fp, reply: res, expires: c.expires}
 	return res, false, nil
