@@ -256,6 +256,12 @@ func (e *Estate) threeDSChallenge(w http.ResponseWriter, r *http.Request) {
 	// An unknown card gets the answer a known one does (see acs), so that
 	// this route tells no one which card numbers exist.
 	c, known := e.pop.ByCard(req.Card)
+	if !known && e.pop.Size() > 0 {
+		// Derive a customer, as finding a card's holder does (about 0.6 µs,
+		// ten times what refusing a number costs), so that an unknown card
+		// is not answered measurably faster.
+		e.pop.Nth(int(hash32(req.Card) % uint32(e.pop.Size())))
+	}
 	res, replayed, err := e.acs.Challenge(key, req, c.Phone, known, time.Now())
 	if err != nil {
 		fail(w, err)
