@@ -13,6 +13,9 @@ import (
 	"github.com/rempart/rempart/internal/journal/postgres"
 )
 
+// testKey seals every test journal.
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
 // newStore opens a store in a schema of its own, dropped when the test ends.
 func newStore(t *testing.T) journal.Store {
 	url := os.Getenv("DATABASE_URL")
@@ -20,7 +23,7 @@ func newStore(t *testing.T) journal.Store {
 		t.Skip("DATABASE_URL not set: skipping PostgreSQL journal tests")
 	}
 	schema := "journaltest_" + rand.Text()[:12]
-	s, err := postgres.Open(t.Context(), url, postgres.Options{Schema: schema})
+	s, err := postgres.Open(t.Context(), url, postgres.Options{Schema: schema, Key: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
