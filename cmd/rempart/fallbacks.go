@@ -3,9 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rempart/rempart/client"
@@ -46,13 +50,57 @@ type protection struct {
 	admits map[string]*admission.Controller
 }
 
+// journalKeyEnv holds the journal key of a PostgreSQL journal, base64.
+const journalKeyEnv = "REMPART_JOURNAL_KEY"
+
+// openJournal opens the configured journal and starts purging its done
+// entries past their retention.
 func (s *stack) openJournal(ctx context.Context) (journal.Store, error) {
+	var (
+		j   journal.Store
+		err error
+	)
 	switch s.cfg.Journal.Backend {
 	case "postgres":
-		return postgres.Open(ctx, s.cfg.Journal.DatabaseURL, postgres.Options{})
+		var key []byte
+		if key, err = sharedJournalKey(os.Getenv(journalKeyEnv), filepath.Join(s.cfg.DataDir, journal.KeyFile)); err != nil {
+			return nil, err
+		}
+		j, err = postgres.Open(ctx, s.cfg.Journal.DatabaseURL, postgres.Options{Key: key})
 	default:
-		return sqlite.Open(ctx, filepath.Join(s.cfg.DataDir, "journal.db"))
+		// The key beside the file, created on first start.
+		j, err = sqlite.Open(ctx, filepath.Join(s.cfg.DataDir, "journal.db"))
 	}
+	if err != nil {
+		return nil, err
+	}
+	p, err := journal.NewPurger(journal.PurgerConfig{Store: j, Retention: s.cfg.Journal.Retention,
+		Logger: s.log, Registerer: s.metrics.Registry})
+	if err != nil {
+		j.Close()
+		return nil, err
+	}
+	s.background = append(s.background, p.Run)
+	return j, nil
+}
+
+// sharedJournalKey is the key of a journal several nodes share: from the
+// environment, else from the key file. It is never created here: a node
+// making its own would seal what its peers cannot read.
+func sharedJournalKey(env, file string) ([]byte, error) {
+	if env != "" {
+		key, err := journal.ParseKey(env)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", journalKeyEnv, err)
+		}
+		return key, nil
+	}
+	key, err := journal.LoadKey(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("backend postgres needs the key every node shares: set %s (base64 of 32 random bytes, "+
+			"e.g. head -c 32 /dev/urandom | base64) or put those 32 bytes in %s, mode 0600: %w", journalKeyEnv, file, journal.ErrKey)
+	}
+	return key, err
 }
 
 // protect builds the breaker and fallbacks of one upstream, and the replayer
@@ -86,7 +134,7 @@ func (s *stack) newProtection(ctx context.Context, name string, up http.Handler,
 	}
 	rp, err := journal.NewReplayer(journal.ReplayerConfig{Store: s.journal, Upstream: name,
 		Handler: br.Middleware(breaker.Route{Timeout: timeout})(up), Rate: s.cfg.Journal.ReplayRate,
-		OnComplete: p.standIn.Settle, Registerer: reg, Logger: s.log.With("component", "replay")})
+		OnComplete: p.standIn.Settle, Verdict: standInVerdict, Registerer: reg, Logger: s.log.With("component", "replay")})
 	if err != nil {
 		return nil, err
 	}
@@ -211,6 +259,42 @@ func encodeStandIn(d breaker.StandInDecision) (int, []byte) {
 	b, _ := json.Marshal(standInDecision{estate.Decision{Approved: d.Approved, Reason: d.Reason,
 		Amount: d.Amount, At: d.At, Replayed: d.Replayed}, nil, true})
 	return http.StatusOK, b
+}
+
+// standInVerdict reads the core's answer to a replayed stand-in approval:
+// a decision that is not an approval, or a refusal (4xx), is a decline.
+func standInVerdict(e journal.Entry) journal.Verdict {
+	var v journal.Verdict
+	path, _, _ := strings.Cut(e.Request.Path, "?")
+	var card string
+	switch path {
+	case estate.PathCardAuthorize:
+		v.Route = "card-authorize"
+		if a, p := estate.ParseCardAuthorization(e.Request.Body); p == nil {
+			card = a.Card
+		}
+	case estate.PathATMWithdraw:
+		v.Route = "atm-withdraw"
+		if a, p := estate.ParseATMWithdrawal(e.Request.Body); p == nil {
+			card = a.Card
+		}
+	default:
+		v.Route = "other"
+	}
+	if len(card) >= 4 {
+		v.CardLast4 = card[len(card)-4:]
+	}
+	if e.Result.Status >= 300 {
+		v.Declined, v.Reason = true, fmt.Sprintf("http_%d", e.Result.Status)
+		return v
+	}
+	var d estate.Decision
+	if err := json.Unmarshal(e.Result.Body, &d); err != nil {
+		// Not a decision: nothing says the core declined.
+		return v
+	}
+	v.Declined, v.Reason = !d.Approved, d.Reason
+	return v
 }
 
 func validateTransfer(_ *http.Request, body []byte) error {

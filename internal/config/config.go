@@ -176,7 +176,15 @@ type Scrub struct {
 func (c *Config) ScrubEnabled() bool { return c.Scrub.Enabled == nil || *c.Scrub.Enabled }
 
 // Journal chooses the durable journal of stand-in decisions and outbox
-// transfers.
+// transfers. Entries hold card numbers, so their bodies are sealed
+// (AES-256-GCM) under a 32-byte key, and journal.db is readable by its owner
+// only. With backend sqlite the key is data_dir/journal.key, created (mode
+// 0600) on first start. With backend postgres every node sharing the table
+// needs the same key, so none is created: give it in the environment as
+// REMPART_JOURNAL_KEY (base64, e.g. `head -c 32 /dev/urandom | base64`) or
+// copy one file of 32 bytes to data_dir/journal.key (mode 0600) on every
+// node. A key file readable by others, or of another size, is refused. Lose
+// the key and the entries cannot be read: back it up apart from the journal.
 type Journal struct {
 	// Backend is "sqlite" (default: data_dir/journal.db) or "postgres".
 	Backend string `yaml:"backend"`
@@ -185,6 +193,12 @@ type Journal struct {
 	DatabaseURL string `yaml:"database_url"`
 	// ReplayRate bounds replays to a recovering core, per second. Default 50.
 	ReplayRate float64 `yaml:"replay_rate"`
+	// Retention is how long an entry is kept once it is done (replayed to
+	// the core, or a stand-in decline), e.g. 72h. Default 24h, the least
+	// allowed: stand-in rebuilds each card's daily limit from the day's
+	// entries after a restart, and answers a retried key from its entry.
+	// At most 8760h (a year). Entries still pending are never purged.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // Identity configures the built-in OpenID provider (served on the public
@@ -326,6 +340,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Journal.ReplayRate == 0 {
 		c.Journal.ReplayRate = 50
+	}
+	if c.Journal.Retention == 0 {
+		c.Journal.Retention = 24 * time.Hour
 	}
 	if c.Sessions.Backend == "" {
 		c.Sessions.Backend = "memory"
@@ -844,6 +861,9 @@ func (c *Config) validate() []*Error {
 	}
 	if !(c.Journal.ReplayRate > 0 && c.Journal.ReplayRate <= 100_000) {
 		bad("journal.replay_rate", "must be between 0 and 100000 per second")
+	}
+	if c.Journal.Retention < 24*time.Hour || c.Journal.Retention > 8760*time.Hour {
+		bad("journal.retention", "%v must be between 24h and 8760h", c.Journal.Retention)
 	}
 	if c.Sessions.MaxPerCustomer < 1 || c.Sessions.MaxPerCustomer > 1000 {
 		bad("sessions.max_per_customer", "must be between 1 and 1000")

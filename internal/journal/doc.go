@@ -8,6 +8,10 @@
 // repeat with its first decision, so a crash between sending an entry and
 // marking it done is repaired by sending it again.
 //
+// Entries hold card numbers, so backends keep their bodies sealed with
+// AES-256-GCM (Sealer, key in journal.key) and a Purger deletes done entries
+// once their retention has passed.
+//
 // Store is the contract; backends are siblings (sqlite, the embedded default,
 // and postgres) and every backend passes the conformance suite in journaltest.
 package journal

@@ -119,7 +119,8 @@ type Counts struct {
 // Store is a durable journal. Every method is safe for concurrent use. An
 // acknowledged Append or Complete survives a crash of the process (SIGKILL);
 // the PostgreSQL backend and the SQLite one (which fsyncs every commit) also
-// survive a power loss.
+// survive a power loss. Backends keep Request.Body, Decision and Result.Body
+// sealed (see Sealer), never in clear.
 type Store interface {
 	// Append records e. If an entry already has e.Key it changes nothing and
 	// returns the stored entry with ErrAlreadyExists.
@@ -134,6 +135,10 @@ type Store interface {
 	Complete(ctx context.Context, key string, res Result, at time.Time) (Entry, error)
 	// Counts returns how many entries there are by state and kind.
 	Counts(ctx context.Context) (Counts, error)
+	// Purge deletes the Done entries completed before the given instant and
+	// returns how many it deleted. Pending entries are never purged: they
+	// are still owed to the upstream.
+	Purge(ctx context.Context, before time.Time) (int, error)
 	// Close releases the store. Acknowledged writes are already durable.
 	Close() error
 }
@@ -192,6 +197,14 @@ func ValidCompletion(key string, res Result, at time.Time) error {
 		return fmt.Errorf("result content type longer than %d bytes, not UTF-8 or holding NUL: %w", MaxFieldLen, ErrInvalid)
 	case !inNanoRange(at):
 		return fmt.Errorf("completion time %v missing or outside years 1678-2262: %w", at, ErrInvalid)
+	}
+	return nil
+}
+
+// ValidPurge reports, wrapping ErrInvalid, why Purge cannot take before.
+func ValidPurge(before time.Time) error {
+	if !inNanoRange(before) {
+		return fmt.Errorf("purge before %v missing or outside years 1678-2262: %w", before, ErrInvalid)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ type metrics struct {
 	pending  *prometheus.GaugeVec   // kind
 	replayed *prometheus.CounterVec // kind, outcome
 	failures *prometheus.CounterVec // kind, code
+	declined *prometheus.CounterVec // route
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -28,6 +29,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "rempart_journal_replay_failures_total",
 			Help: "Replays that did not get a final answer and stay pending, by kind and HTTP status (0: no answer).",
 		}, []string{"kind", "code"}),
+		declined: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rempart_standin_declined_on_replay_total",
+			Help: "Stand-in approvals the core declined when they were replayed (e.g. insufficient funds): money the bank advanced and did not get, by route.",
+		}, []string{"route"}),
 	}
 	var err error
 	if m.pending, err = telemetry.Register(reg, m.pending); err != nil {
@@ -37,6 +42,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.failures, err = telemetry.Register(reg, m.failures); err != nil {
+		return nil, err
+	}
+	if m.declined, err = telemetry.Register(reg, m.declined); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -48,12 +48,32 @@ type ReplayerConfig struct {
 	// OnComplete, if set, is called with each entry this replayer marked
 	// Done, e.g. to release the stand-in exposure it held.
 	OnComplete func(Entry)
+	// Verdict, if set, reads the upstream's answer to a replayed stand-in
+	// approval (Result of the Done entry): the journal does not know the
+	// channels' wire format. A declined approval is counted in
+	// rempart_standin_declined_on_replay_total and logged at WARN.
+	Verdict func(Entry) Verdict
 	// Now tells the time; nil means time.Now.
 	Now func() time.Time
 	// Logger receives replay failures; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the rempart_journal_* metrics; nil registers none.
 	Registerer prometheus.Registerer
+}
+
+// Verdict is what the upstream's answer to a replayed stand-in approval
+// means for the bank.
+type Verdict struct {
+	// Declined is set when the core refused what stand-in approved: the
+	// bank advanced the money and the account did not have it.
+	Declined bool
+	// Route names the channel, e.g. card-authorize: the metric's label.
+	Route string
+	// Reason is the core's, e.g. insufficient_funds.
+	Reason string
+	// CardLast4 is the last four digits of the card, the only part of a
+	// card number the replayer ever logs.
+	CardLast4 string
 }
 
 // maxConsecutiveFailures stops a pass: past it the upstream is down again
@@ -229,7 +249,8 @@ func (r *Replayer) replay(ctx context.Context, e Entry) bool {
 	// what must not be lost. If recording fails the entry stays pending and
 	// the next pass sends it again, which the upstream answers with the same
 	// decision.
-	done, err := r.cfg.Store.Complete(context.WithoutCancel(ctx), e.Key, res, r.cfg.Now())
+	at := r.cfg.Now()
+	done, err := r.cfg.Store.Complete(context.WithoutCancel(ctx), e.Key, res, at)
 	if err != nil {
 		r.failures.Add(1)
 		r.m.failures.WithLabelValues(e.Kind, strconv.Itoa(res.Status)).Inc()
@@ -238,15 +259,39 @@ func (r *Replayer) replay(ctx context.Context, e Entry) bool {
 		return false
 	}
 	outcome := "applied"
+	declined := r.declined(done, at)
 	if res.Status >= 400 {
 		outcome = "refused"
-		r.log.Warn("upstream refused a replayed entry", "key", e.Key, "kind", e.Kind, "status", res.Status)
+		if !declined {
+			r.log.Warn("upstream refused a replayed entry", "key", e.Key, "kind", e.Kind, "status", res.Status)
+		}
 	}
 	r.replayed.Add(1)
 	r.m.replayed.WithLabelValues(e.Kind, outcome).Inc()
 	if r.cfg.OnComplete != nil {
 		r.cfg.OnComplete(done)
 	}
+	return true
+}
+
+// declined counts and logs a stand-in approval the core declined at replay,
+// and reports whether it was one. Only the replayer whose Complete recorded
+// the result counts it: when two nodes replay one entry, the second finds it
+// done at the first one's time.
+func (r *Replayer) declined(done Entry, at time.Time) bool {
+	if r.cfg.Verdict == nil || done.Kind != KindStandIn {
+		return false
+	}
+	v := r.cfg.Verdict(done)
+	if !v.Declined {
+		return false
+	}
+	if !done.Completed.Equal(at) {
+		return true
+	}
+	r.m.declined.WithLabelValues(v.Route).Inc()
+	r.log.Warn("the core declined a stand-in approval at replay; the bank carries the amount",
+		"key", done.Key, "route", v.Route, "reason", v.Reason, "card_last4", v.CardLast4, "status", done.Result.Status)
 	return true
 }
 

@@ -33,6 +33,9 @@ func RunTests(t *testing.T, newStore func(t *testing.T) journal.Store) {
 		{"ListPaging", testListPaging},
 		{"Counts", testCounts},
 		{"BinaryBodies", testBinaryBodies},
+		{"LargestBodies", testLargestBodies},
+		{"Purge", testPurge},
+		{"PurgeMany", testPurgeMany},
 		{"SameKeyRace", testSameKeyRace},
 		{"CompleteRace", testCompleteRace},
 		{"Concurrent", testConcurrent},
@@ -507,5 +510,116 @@ func testClosed(t *testing.T, s journal.Store) {
 	}
 	if _, err := s.Get(ctx(t), "before"); !errors.Is(err, journal.ErrClosed) {
 		t.Errorf("Get after Close: err = %v, want ErrClosed", err)
+	}
+}
+
+// testLargestBodies: sealing adds bytes, and a field at the limit must still
+// be kept whole.
+func testLargestBodies(t *testing.T, s journal.Store) {
+	e := entry("big", base)
+	e.Request.Body = bytes.Repeat([]byte("4971111111111110,"), journal.MaxBodyLen/17)
+	e.Decision = bytes.Repeat([]byte{0xff}, journal.MaxBodyLen)
+	mustAppend(t, s, e)
+	res := journal.Result{Status: 200, Body: bytes.Repeat([]byte{'r'}, journal.MaxBodyLen)}
+	if _, err := s.Complete(ctx(t), "big", res, base); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx(t), "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Request.Body, e.Request.Body) || !bytes.Equal(got.Decision, e.Decision) ||
+		!bytes.Equal(got.Result.Body, res.Body) {
+		t.Fatalf("bodies at the size limit not kept whole: lengths %d %d %d",
+			len(got.Request.Body), len(got.Decision), len(got.Result.Body))
+	}
+}
+
+func testPurge(t *testing.T, s journal.Store) {
+	mustAppend(t, s, entry("old-pending", base)) // never purged: still owed to the core
+	mustAppend(t, s, entry("replayed", base))
+	if _, err := s.Complete(ctx(t), "replayed", journal.Result{Status: 200}, base.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	declined := entry("declined", base)
+	declined.State, declined.Completed = journal.Done, base.Add(2*time.Hour)
+	mustAppend(t, s, declined)
+	late := entry("late", base)
+	late.State, late.Completed = journal.Done, base.Add(3*time.Hour)
+	mustAppend(t, s, late)
+
+	for _, step := range []struct {
+		before time.Time
+		purged int
+		left   string
+	}{
+		{base, 0, "old-pending replayed declined late"},
+		// Strictly before: an entry completed at the instant stays.
+		{base.Add(2 * time.Hour), 1, "old-pending declined late"},
+		{base.Add(2*time.Hour + 1), 1, "old-pending late"},
+		{base.Add(100 * time.Hour), 1, "old-pending"},
+		{base.Add(100 * time.Hour), 0, "old-pending"},
+	} {
+		n, err := s.Purge(ctx(t), step.before)
+		if err != nil {
+			t.Fatalf("Purge(%v): %v", step.before, err)
+		}
+		all, err := s.List(ctx(t), journal.Filter{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != step.purged || strings.Join(keys(all), " ") != step.left {
+			t.Fatalf("Purge(%v) = %d leaving %v, want %d leaving %s", step.before, n, keys(all), step.purged, step.left)
+		}
+	}
+	if _, err := s.Get(ctx(t), "replayed"); !errors.Is(err, journal.ErrNotFound) {
+		t.Fatalf("Get of a purged entry: err = %v, want ErrNotFound", err)
+	}
+	c, err := s.Counts(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Pending[journal.KindStandIn] != 1 || c.Done[journal.KindStandIn] != 0 {
+		t.Fatalf("counts after purge %+v, want one pending", c)
+	}
+	// A purged key is free again: the journal no longer knows it.
+	again := mustAppend(t, s, entry("replayed", base.Add(200*time.Hour)))
+	if again.State != journal.Pending {
+		t.Fatalf("re-appended entry %+v, want pending", again)
+	}
+	if _, err := s.Purge(ctx(t), time.Time{}); !errors.Is(err, journal.ErrInvalid) {
+		t.Fatalf("Purge without a time: err = %v, want ErrInvalid", err)
+	}
+}
+
+// testPurgeMany purges more entries than a backend deletes in one batch
+// (both delete 1000 at a time).
+func testPurgeMany(t *testing.T, s journal.Store) {
+	const n, writers = 1001, 32
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := w; i < n; i += writers {
+				e := entry(fmt.Sprintf("m-%d", i), base)
+				e.State, e.Completed = journal.Done, base
+				if _, err := s.Append(context.Background(), e); err != nil {
+					t.Errorf("Append: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	mustAppend(t, s, entry("keep", base))
+	got, err := s.Purge(ctx(t), base.Add(time.Second))
+	if err != nil || got != n {
+		t.Fatalf("Purge = %d, %v; want %d", got, err, n)
+	}
+	all, err := s.List(ctx(t), journal.Filter{Limit: journal.MaxListLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(keys(all), " ") != "keep" {
+		t.Fatalf("left after purge: %d entries, want only keep", len(all))
 	}
 }

@@ -22,12 +22,17 @@ type Options struct {
 	// Conns is how many connections the store keeps. Default 4: appends
 	// from stand-in and outbox, the replayer's reads and completions.
 	Conns int
+	// Key seals the byte fields of entries (journal.KeySize bytes).
+	// Required, and the same on every node sharing the table: a node with
+	// another key cannot read what the others wrote, and Open refuses it.
+	Key []byte
 }
 
 // Store is a journal.Store in a PostgreSQL table.
 type Store struct {
 	pool   *pool
 	table  string // quoted schema.journal
+	seal   *journal.Sealer
 	closed atomic.Bool
 	once   sync.Once
 	err    error
@@ -36,16 +41,28 @@ type Store struct {
 var _ journal.Store = (*Store)(nil)
 
 // columns is the select list every read scans with scanEntry.
-const columns = `seq, key, kind, upstream, method, path, content_type, body, decision,
-	state, created, completed, result_status, result_type, result_body`
+const columns = `seq, key, kind, upstream, method, path, content_type, request_sealed, decision_sealed,
+	state, created, completed, result_status, result_type, result_sealed`
+
+// purgeBatch bounds the entries one purge statement deletes, so a purge of a
+// long outage's backlog holds no long lock.
+const purgeBatch = 1000
 
 // schemaLock serialises schema creation between processes starting together:
 // CREATE ... IF NOT EXISTS is not safe against a concurrent CREATE.
 const schemaLock = 0x72656d70 // "remp"
 
 // Open connects to the database at url (a PostgreSQL URL or DSN) and creates
-// the journal table in opts.Schema if it is missing.
+// the journal table in opts.Schema if it is missing. A table written before
+// sealing is migrated: every entry is sealed and the clear columns dropped,
+// so nodes of an older rempart fail on it instead of replaying ciphertext.
+// PostgreSQL keeps the old row versions until the table is vacuumed, so Open
+// runs VACUUM FULL on it after a migration.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	sealer, err := journal.NewSealer(opts.Key)
+	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
 	if opts.Schema == "" {
 		opts.Schema = "public"
 	}
@@ -63,6 +80,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open journal: connect: %w", err)
 	}
 	defer conn.Close(ctx)
+	var migrated bool
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		stmts := []string{
 			fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, schemaLock),
@@ -75,14 +93,14 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 				method        TEXT    NOT NULL,
 				path          TEXT    NOT NULL,
 				content_type  TEXT    NOT NULL,
-				body          BYTEA   NOT NULL,
-				decision      BYTEA   NOT NULL,
+				request_sealed  BYTEA NOT NULL,
+				decision_sealed BYTEA NOT NULL,
 				state         TEXT    NOT NULL CHECK (state IN ('pending', 'done')),
 				created       BIGINT  NOT NULL,
 				completed     BIGINT  NOT NULL DEFAULT 0,
 				result_status INTEGER NOT NULL DEFAULT 0,
 				result_type   TEXT    NOT NULL DEFAULT '',
-				result_body   BYTEA   NOT NULL DEFAULT ''::bytea)`,
+				result_sealed BYTEA   NOT NULL DEFAULT ''::bytea)`,
 			`CREATE INDEX IF NOT EXISTS journal_state ON ` + table + ` (state, seq)`,
 			`CREATE INDEX IF NOT EXISTS journal_created ON ` + table + ` (created)`,
 		}
@@ -91,12 +109,19 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		var err error
+		migrated, err = migrate(ctx, tx, opts.Schema, table, sealer)
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open journal: create schema: %w", err)
+		return nil, fmt.Errorf("open journal: prepare table: %w", err)
 	}
-	return &Store{pool: newPool(cfg, opts.Conns), table: table}, nil
+	if migrated {
+		if _, err := conn.Exec(ctx, `VACUUM FULL `+table); err != nil {
+			return nil, fmt.Errorf("open journal: vacuum after sealing: %w", err)
+		}
+	}
+	return &Store{pool: newPool(cfg, opts.Conns), table: table, seal: sealer}, nil
 }
 
 // with runs fn on a pooled connection.
@@ -124,26 +149,35 @@ func (s *Store) Append(ctx context.Context, e journal.Entry) (journal.Entry, err
 	if !e.Completed.IsZero() {
 		completed = e.Completed.UnixNano()
 	}
+	sealed := s.seal.SealEntry(e)
 	var out journal.Entry
 	err := s.with(ctx, func(c *pgx.Conn) error {
-		var err error
-		out, err = scanEntry(c.QueryRow(ctx, `INSERT INTO `+s.table+` (key, kind, upstream, method, path,
-				content_type, body, decision, state, created, completed, result_status, result_type, result_body)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-			ON CONFLICT (key) DO NOTHING RETURNING `+columns,
-			e.Key, e.Kind, e.Upstream, e.Request.Method, e.Request.Path, e.Request.ContentType,
-			orEmpty(e.Request.Body), orEmpty(e.Decision), string(e.State), e.Created.UnixNano(), completed,
-			e.Result.Status, e.Result.ContentType, orEmpty(e.Result.Body)))
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return err
+		// Twice at most: the existing entry may be purged between the
+		// insert that met it and the read of it, and then the key is free.
+		for range 2 {
+			var err error
+			out, err = s.scanEntry(c.QueryRow(ctx, `INSERT INTO `+s.table+` (key, kind, upstream, method, path,
+					content_type, request_sealed, decision_sealed, state, created, completed, result_status,
+					result_type, result_sealed)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+				ON CONFLICT (key) DO NOTHING RETURNING `+columns,
+				e.Key, e.Kind, e.Upstream, e.Request.Method, e.Request.Path, e.Request.ContentType,
+				orEmpty(sealed.Request), orEmpty(sealed.Decision), string(e.State), e.Created.UnixNano(), completed,
+				e.Result.Status, e.Result.ContentType, orEmpty(sealed.Result)))
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			// The key exists: no row was inserted.
+			out, err = s.scanEntry(c.QueryRow(ctx, `SELECT `+columns+` FROM `+s.table+` WHERE key = $1`, e.Key))
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("read existing: %w", err)
+			}
+			return journal.ErrAlreadyExists
 		}
-		// The key exists: no row was inserted. Entries are never deleted,
-		// so the existing one is there to read.
-		out, err = scanEntry(c.QueryRow(ctx, `SELECT `+columns+` FROM `+s.table+` WHERE key = $1`, e.Key))
-		if err != nil {
-			return fmt.Errorf("read existing: %w", err)
-		}
-		return journal.ErrAlreadyExists
+		return errors.New("key taken and purged twice in a row")
 	})
 	if err != nil {
 		return out, fmt.Errorf("append %s: %w", e.Key, err)
@@ -155,7 +189,7 @@ func (s *Store) Append(ctx context.Context, e journal.Entry) (journal.Entry, err
 func (s *Store) Get(ctx context.Context, key string) (journal.Entry, error) {
 	var e journal.Entry
 	err := s.with(ctx, func(c *pgx.Conn) (err error) {
-		e, err = scanEntry(c.QueryRow(ctx, `SELECT `+columns+` FROM `+s.table+` WHERE key = $1`, key))
+		e, err = s.scanEntry(c.QueryRow(ctx, `SELECT `+columns+` FROM `+s.table+` WHERE key = $1`, key))
 		return err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -200,7 +234,7 @@ func (s *Store) List(ctx context.Context, f journal.Filter) ([]journal.Entry, er
 		}
 		defer rows.Close()
 		for rows.Next() {
-			e, err := scanEntry(rows)
+			e, err := s.scanEntry(rows)
 			if err != nil {
 				return err
 			}
@@ -225,14 +259,14 @@ func (s *Store) Complete(ctx context.Context, key string, res journal.Result, at
 		// finds it pending and loses the update race (and reads the winner's
 		// result) or finds it done.
 		var err error
-		e, err = scanEntry(c.QueryRow(ctx, `UPDATE `+s.table+` SET state = 'done', completed = $2,
-				result_status = $3, result_type = $4, result_body = $5
+		e, err = s.scanEntry(c.QueryRow(ctx, `UPDATE `+s.table+` SET state = 'done', completed = $2,
+				result_status = $3, result_type = $4, result_sealed = $5
 			WHERE key = $1 AND state = 'pending' RETURNING `+columns,
-			key, at.UnixNano(), res.Status, res.ContentType, orEmpty(res.Body)))
+			key, at.UnixNano(), res.Status, res.ContentType, orEmpty(s.seal.Seal(key, journal.FieldResult, res.Body))))
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		e, err = scanEntry(c.QueryRow(ctx, `SELECT `+columns+` FROM `+s.table+` WHERE key = $1`, key))
+		e, err = s.scanEntry(c.QueryRow(ctx, `SELECT `+columns+` FROM `+s.table+` WHERE key = $1`, key))
 		return err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -275,6 +309,30 @@ func (s *Store) Counts(ctx context.Context) (journal.Counts, error) {
 	return cs, nil
 }
 
+// Purge implements journal.Store, in statements of at most purgeBatch rows.
+func (s *Store) Purge(ctx context.Context, before time.Time) (int, error) {
+	if err := journal.ValidPurge(before); err != nil {
+		return 0, err
+	}
+	total := 0
+	for {
+		var n int64
+		err := s.with(ctx, func(c *pgx.Conn) error {
+			tag, err := c.Exec(ctx, `DELETE FROM `+s.table+` WHERE seq IN (SELECT seq FROM `+s.table+`
+				WHERE state = 'done' AND completed < $1 ORDER BY seq LIMIT $2)`, before.UnixNano(), purgeBatch)
+			n = tag.RowsAffected()
+			return err
+		})
+		total += int(n)
+		if err != nil {
+			return total, fmt.Errorf("purge: %w", err)
+		}
+		if n < purgeBatch {
+			return total, nil
+		}
+	}
+}
+
 // Close waits for the operations in flight and closes the connections.
 func (s *Store) Close() error {
 	s.once.Do(func() {
@@ -288,17 +346,22 @@ func (s *Store) Close() error {
 	return s.err
 }
 
-func scanEntry(row pgx.Row) (journal.Entry, error) {
+// scanEntry reads a row of columns and opens its sealed fields.
+func (s *Store) scanEntry(row pgx.Row) (journal.Entry, error) {
 	var (
 		e                  journal.Entry
+		stored             journal.Sealed
 		state              string
 		created, completed int64
 		status             int32
 	)
 	err := row.Scan(&e.Seq, &e.Key, &e.Kind, &e.Upstream, &e.Request.Method, &e.Request.Path,
-		&e.Request.ContentType, &e.Request.Body, &e.Decision, &state, &created, &completed,
-		&status, &e.Result.ContentType, &e.Result.Body)
+		&e.Request.ContentType, &stored.Request, &stored.Decision, &state, &created, &completed,
+		&status, &e.Result.ContentType, &stored.Result)
 	if err != nil {
+		return journal.Entry{}, err
+	}
+	if err := s.seal.OpenEntry(&e, stored); err != nil {
 		return journal.Entry{}, err
 	}
 	e.State = journal.State(state)
@@ -307,16 +370,7 @@ func scanEntry(row pgx.Row) (journal.Entry, error) {
 	if completed != 0 {
 		e.Completed = time.Unix(0, completed).UTC()
 	}
-	e.Request.Body, e.Decision, e.Result.Body = orNil(e.Request.Body), orNil(e.Decision), orNil(e.Result.Body)
 	return e, nil
-}
-
-// orNil gives every backend the same answer for an empty byte field.
-func orNil(b []byte) []byte {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
 }
 
 // orEmpty stores a nil byte field as an empty bytea, not NULL.

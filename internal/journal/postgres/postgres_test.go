@@ -13,19 +13,17 @@ import (
 	"github.com/rempart/rempart/internal/journal/postgres"
 )
 
-// newStore opens a store in a schema of its own, dropped when the test ends.
-func newStore(t *testing.T) journal.Store {
-	url := os.Getenv("DATABASE_URL")
+// testKey seals every test journal.
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+// newSchema names a schema of the test's own, dropped when the test ends.
+func newSchema(t *testing.T) (url, schema string) {
+	url = os.Getenv("DATABASE_URL")
 	if url == "" {
 		t.Skip("DATABASE_URL not set: skipping PostgreSQL journal tests")
 	}
-	schema := "journaltest_" + rand.Text()[:12]
-	s, err := postgres.Open(t.Context(), url, postgres.Options{Schema: schema})
-	if err != nil {
-		t.Fatal(err)
-	}
+	schema = "journaltest_" + rand.Text()[:12]
 	t.Cleanup(func() {
-		s.Close()
 		ctx := context.Background()
 		c, err := pgx.Connect(ctx, url)
 		if err != nil {
@@ -33,10 +31,21 @@ func newStore(t *testing.T) journal.Store {
 			return
 		}
 		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+		if _, err := c.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
+	return url, schema
+}
+
+// newStore opens a store in a schema of its own.
+func newStore(t *testing.T) journal.Store {
+	url, schema := newSchema(t)
+	s, err := postgres.Open(t.Context(), url, postgres.Options{Schema: schema, Key: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 

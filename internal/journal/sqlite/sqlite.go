@@ -5,7 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -23,31 +26,37 @@ import (
 // write connection instead.
 const busyTimeout = 5 * time.Second
 
+// schema is the current layout. The byte fields are sealed (see
+// journal.Sealer); a journal from before sealing is migrated by Open.
 const schema = `
 CREATE TABLE IF NOT EXISTS journal (
-	seq           INTEGER PRIMARY KEY,
-	key           TEXT    NOT NULL UNIQUE,
-	kind          TEXT    NOT NULL,
-	upstream      TEXT    NOT NULL,
-	method        TEXT    NOT NULL,
-	path          TEXT    NOT NULL,
-	content_type  TEXT    NOT NULL,
-	body          BLOB    NOT NULL,
-	decision      BLOB    NOT NULL,
-	state         TEXT    NOT NULL CHECK (state IN ('pending', 'done')),
-	created       INTEGER NOT NULL,
-	completed     INTEGER NOT NULL DEFAULT 0,
-	result_status INTEGER NOT NULL DEFAULT 0,
-	result_type   TEXT    NOT NULL DEFAULT '',
-	result_body   BLOB    NOT NULL DEFAULT x''
+	seq             INTEGER PRIMARY KEY,
+	key             TEXT    NOT NULL UNIQUE,
+	kind            TEXT    NOT NULL,
+	upstream        TEXT    NOT NULL,
+	method          TEXT    NOT NULL,
+	path            TEXT    NOT NULL,
+	content_type    TEXT    NOT NULL,
+	request_sealed  BLOB    NOT NULL,
+	decision_sealed BLOB    NOT NULL,
+	state           TEXT    NOT NULL CHECK (state IN ('pending', 'done')),
+	created         INTEGER NOT NULL,
+	completed       INTEGER NOT NULL DEFAULT 0,
+	result_status   INTEGER NOT NULL DEFAULT 0,
+	result_type     TEXT    NOT NULL DEFAULT '',
+	result_sealed   BLOB    NOT NULL DEFAULT x''
 );
 CREATE INDEX IF NOT EXISTS journal_state ON journal (state, seq);
 CREATE INDEX IF NOT EXISTS journal_created ON journal (created);
 `
 
 // columns is the select list every read scans with scanEntry.
-const columns = `seq, key, kind, upstream, method, path, content_type, body, decision,
-	state, created, completed, result_status, result_type, result_body`
+const columns = `seq, key, kind, upstream, method, path, content_type, request_sealed, decision_sealed,
+	state, created, completed, result_status, result_type, result_sealed`
+
+// purgeBatch bounds the entries one purge transaction deletes, so a purge of
+// a long outage's backlog does not hold the writer from stand-in decisions.
+const purgeBatch = 1000
 
 // Store is a journal.Store on one SQLite file. Only one process may write a
 // file at a time; a second one waits on the file lock (busyTimeout) and fails.
@@ -58,8 +67,9 @@ type Store struct {
 	w *sql.DB
 	// r is a pool of read-only connections reading committed snapshots
 	// under WAL without waiting for the writer.
-	r   *sql.DB
-	get *sql.Stmt
+	r    *sql.DB
+	get  *sql.Stmt
+	seal *journal.Sealer
 
 	queue     chan *op // to the writer; unbuffered
 	closing   chan struct{}
@@ -72,11 +82,30 @@ type Store struct {
 var _ journal.Store = (*Store)(nil)
 
 // Open opens (creating if need be) the journal in the SQLite file at path.
+// Its byte fields are sealed under the key in journal.KeyFile beside it,
+// created on first start. The file and its -wal and -shm companions are
+// made readable by their owner only (0600).
+//
+// A journal written before sealing is migrated in place on the first Open:
+// every entry is sealed, the clear columns dropped and the file vacuumed, so
+// no card number remains in it. An older rempart cannot use the journal
+// afterwards (its columns are gone: it fails instead of replaying ciphertext).
 func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, ":memory:") || strings.HasPrefix(path, "file:") {
 		// Reads and writes go through two pools on one file; an in-memory
 		// database would give each connection its own.
 		return nil, fmt.Errorf("journal path %q must be a plain file name: %w", path, journal.ErrInvalid)
+	}
+	key, err := journal.LoadOrCreateKey(filepath.Join(filepath.Dir(path), journal.KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("open journal %s: %w", path, err)
+	}
+	sealer, err := journal.NewSealer(key)
+	if err != nil {
+		return nil, fmt.Errorf("open journal %s: %w", path, err)
+	}
+	if err := ownerOnly(path); err != nil {
+		return nil, fmt.Errorf("open journal %s: %w", path, err)
 	}
 	busy := fmt.Sprint(busyTimeout.Milliseconds())
 	w, err := sql.Open("sqlite", path+"?"+url.Values{
@@ -84,6 +113,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		"_journal_mode": {"WAL"},
 		"_synchronous":  {"FULL"},
 		"_txlock":       {"immediate"},
+		// Deleted and rewritten rows (a purge, the migration) are zeroed in
+		// the file instead of lingering in free pages.
+		"_pragma": {"secure_delete(1)"},
 	}.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open journal %s: %w", path, err)
@@ -95,6 +127,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if _, err := w.ExecContext(ctx, schema); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open journal %s: create schema: %w", path, err)
+	}
+	if err := migrate(ctx, w, sealer); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open journal %s: %w", path, err)
 	}
 	// Readers are opened after the writer has switched the file to WAL, a
 	// persistent setting they then inherit.
@@ -115,10 +151,27 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("open journal %s: %w", path, err)
 	}
-	s := &Store{w: w, r: r, get: get,
+	s := &Store{w: w, r: r, get: get, seal: sealer,
 		queue: make(chan *op), closing: make(chan struct{}), stopped: make(chan struct{})}
 	go s.write()
 	return s, nil
+}
+
+// ownerOnly creates the journal file 0600 if it is missing, and narrows an
+// existing one and its companions to 0600. SQLite creates -wal and -shm with
+// the mode of the database file, so they follow.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // Append implements journal.Store.
@@ -129,7 +182,7 @@ func (s *Store) Append(ctx context.Context, e journal.Entry) (journal.Entry, err
 	if e.State == "" {
 		e.State = journal.Pending
 	}
-	return s.submit(ctx, &op{ctx: ctx, entry: e, done: make(chan reply, 1)})
+	return s.submit(ctx, &op{ctx: ctx, kind: opAppend, entry: e, done: make(chan reply, 1)})
 }
 
 // Complete implements journal.Store.
@@ -137,23 +190,28 @@ func (s *Store) Complete(ctx context.Context, key string, res journal.Result, at
 	if err := journal.ValidCompletion(key, res, at); err != nil {
 		return journal.Entry{}, err
 	}
-	return s.submit(ctx, &op{ctx: ctx, complete: true, entry: journal.Entry{Key: key, Result: res, Completed: at},
+	return s.submit(ctx, &op{ctx: ctx, kind: opComplete, entry: journal.Entry{Key: key, Result: res, Completed: at},
 		done: make(chan reply, 1)})
 }
 
 func (s *Store) submit(ctx context.Context, o *op) (journal.Entry, error) {
+	r, err := s.submitOp(ctx, o)
+	return r.e, err
+}
+
+func (s *Store) submitOp(ctx context.Context, o *op) (reply, error) {
 	select {
 	case s.queue <- o:
 	case <-s.closing:
-		return journal.Entry{}, journal.ErrClosed
+		return reply{}, journal.ErrClosed
 	case <-ctx.Done():
-		return journal.Entry{}, fmt.Errorf("journal %s: %w", o.entry.Key, ctx.Err())
+		return reply{}, fmt.Errorf("journal %s: %w", o.entry.Key, ctx.Err())
 	}
 	select {
 	case r := <-o.done:
-		return r.e, r.err
+		return r, r.err
 	case <-ctx.Done():
-		return journal.Entry{}, fmt.Errorf("journal %s: outcome unknown: %w", o.entry.Key, ctx.Err())
+		return reply{}, fmt.Errorf("journal %s: outcome unknown: %w", o.entry.Key, ctx.Err())
 	}
 }
 
@@ -162,7 +220,7 @@ func (s *Store) Get(ctx context.Context, key string) (journal.Entry, error) {
 	if s.closed.Load() {
 		return journal.Entry{}, journal.ErrClosed
 	}
-	e, err := scanEntry(s.get.QueryRowContext(ctx, key))
+	e, err := s.scanEntry(s.get.QueryRowContext(ctx, key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return journal.Entry{}, fmt.Errorf("get %s: %w", key, journal.ErrNotFound)
 	}
@@ -201,7 +259,7 @@ func (s *Store) List(ctx context.Context, f journal.Filter) ([]journal.Entry, er
 	defer rows.Close()
 	var out []journal.Entry
 	for rows.Next() {
-		e, err := scanEntry(rows)
+		e, err := s.scanEntry(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list: %w", err)
 		}
@@ -244,6 +302,26 @@ func (s *Store) Counts(ctx context.Context) (journal.Counts, error) {
 	return c, nil
 }
 
+// Purge implements journal.Store. It deletes in batches of purgeBatch, each
+// its own turn of the writer, so stand-in decisions are not held behind it.
+func (s *Store) Purge(ctx context.Context, before time.Time) (int, error) {
+	if err := journal.ValidPurge(before); err != nil {
+		return 0, err
+	}
+	total := 0
+	for {
+		o := &op{ctx: ctx, kind: opPurge, entry: journal.Entry{Completed: before}, done: make(chan reply, 1)}
+		r, err := s.submitOp(ctx, o)
+		total += r.n
+		if err != nil {
+			return total, fmt.Errorf("purge: %w", err)
+		}
+		if r.n < purgeBatch {
+			return total, nil
+		}
+	}
+}
+
 // Close waits for the writes being committed, refuses new ones and releases
 // the connections. Calling Close again returns the first result.
 func (s *Store) Close() error {
@@ -261,16 +339,21 @@ func (s *Store) Close() error {
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanEntry(row scanner) (journal.Entry, error) {
+// scanEntry reads a row of columns and opens its sealed fields.
+func (s *Store) scanEntry(row scanner) (journal.Entry, error) {
 	var (
 		e                  journal.Entry
+		stored             journal.Sealed
 		state              string
 		created, completed int64
 	)
 	err := row.Scan(&e.Seq, &e.Key, &e.Kind, &e.Upstream, &e.Request.Method, &e.Request.Path,
-		&e.Request.ContentType, &e.Request.Body, &e.Decision, &state, &created, &completed,
-		&e.Result.Status, &e.Result.ContentType, &e.Result.Body)
+		&e.Request.ContentType, &stored.Request, &stored.Decision, &state, &created, &completed,
+		&e.Result.Status, &e.Result.ContentType, &stored.Result)
 	if err != nil {
+		return journal.Entry{}, err
+	}
+	if err := s.seal.OpenEntry(&e, stored); err != nil {
 		return journal.Entry{}, err
 	}
 	e.State = journal.State(state)
@@ -278,16 +361,7 @@ func scanEntry(row scanner) (journal.Entry, error) {
 	if completed != 0 {
 		e.Completed = time.Unix(0, completed).UTC()
 	}
-	e.Request.Body, e.Decision, e.Result.Body = orNil(e.Request.Body), orNil(e.Decision), orNil(e.Result.Body)
 	return e, nil
-}
-
-// orNil gives every backend the same answer for an empty byte field.
-func orNil(b []byte) []byte {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
 }
 
 // orEmpty stores a nil byte field as an empty BLOB, not NULL.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/rempart/rempart/internal/journal"
 )
@@ -20,15 +21,26 @@ import (
 // batch adds to the first.
 const maxBatch = 128
 
+type opKind int
+
+const (
+	opAppend opKind = iota
+	opComplete
+	opPurge
+)
+
 type op struct {
-	ctx      context.Context
-	complete bool          // Complete; otherwise Append
-	entry    journal.Entry // Append: the entry; Complete: Key, Result, Completed
-	done     chan reply    // buffered: the writer never blocks on a caller that left
+	ctx  context.Context
+	kind opKind
+	// Append: the entry; Complete: Key, Result, Completed; Purge: Completed
+	// is the instant before which done entries go.
+	entry journal.Entry
+	done  chan reply // buffered: the writer never blocks on a caller that left
 }
 
 type reply struct {
 	e   journal.Entry
+	n   int // Purge: entries deleted
 	err error
 }
 
@@ -89,10 +101,13 @@ func (s *Store) commitTx(batch []*op, replies []reply) error {
 			continue
 		}
 		var r reply
-		if o.complete {
-			r.e, r.err = complete(ctx, tx, o.entry)
-		} else {
-			r.e, r.err = insert(ctx, tx, o.entry)
+		switch o.kind {
+		case opComplete:
+			r.e, r.err = s.complete(ctx, tx, o.entry)
+		case opPurge:
+			r.n, r.err = purge(ctx, tx, o.entry.Completed)
+		default:
+			r.e, r.err = s.insert(ctx, tx, o.entry)
 		}
 		if r.err != nil && !errors.Is(r.err, journal.ErrAlreadyExists) && !errors.Is(r.err, journal.ErrNotFound) {
 			return r.err
@@ -105,41 +120,43 @@ func (s *Store) commitTx(batch []*op, replies []reply) error {
 	return nil
 }
 
-func insert(ctx context.Context, tx *sql.Tx, e journal.Entry) (journal.Entry, error) {
+func (s *Store) insert(ctx context.Context, tx *sql.Tx, e journal.Entry) (journal.Entry, error) {
 	var completed int64
 	if !e.Completed.IsZero() {
 		completed = e.Completed.UnixNano()
 	}
+	sealed := s.seal.SealEntry(e)
 	res, err := tx.ExecContext(ctx, `INSERT INTO journal (key, kind, upstream, method, path, content_type,
-			body, decision, state, created, completed, result_status, result_type, result_body)
+			request_sealed, decision_sealed, state, created, completed, result_status, result_type, result_sealed)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`,
 		e.Key, e.Kind, e.Upstream, e.Request.Method, e.Request.Path, e.Request.ContentType,
-		orEmpty(e.Request.Body), orEmpty(e.Decision), string(e.State), e.Created.UnixNano(), completed,
-		e.Result.Status, e.Result.ContentType, orEmpty(e.Result.Body))
+		orEmpty(sealed.Request), orEmpty(sealed.Decision), string(e.State), e.Created.UnixNano(), completed,
+		e.Result.Status, e.Result.ContentType, orEmpty(sealed.Result))
 	if err != nil {
 		return journal.Entry{}, fmt.Errorf("append %s: %w", e.Key, err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return journal.Entry{}, fmt.Errorf("append %s: %w", e.Key, err)
 	} else if n == 0 {
-		old, err := scanEntry(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM journal WHERE key = ?`, e.Key))
+		old, err := s.scanEntry(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM journal WHERE key = ?`, e.Key))
 		if err != nil {
 			return journal.Entry{}, fmt.Errorf("append %s: read existing: %w", e.Key, err)
 		}
 		return old, fmt.Errorf("append %s: %w", e.Key, journal.ErrAlreadyExists)
 	}
-	return scanEntry(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM journal WHERE key = ?`, e.Key))
+	return s.scanEntry(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM journal WHERE key = ?`, e.Key))
 }
 
-func complete(ctx context.Context, tx *sql.Tx, c journal.Entry) (journal.Entry, error) {
+func (s *Store) complete(ctx context.Context, tx *sql.Tx, c journal.Entry) (journal.Entry, error) {
 	_, err := tx.ExecContext(ctx, `UPDATE journal SET state = 'done', completed = ?,
-			result_status = ?, result_type = ?, result_body = ?
+			result_status = ?, result_type = ?, result_sealed = ?
 		WHERE key = ? AND state = 'pending'`,
-		c.Completed.UnixNano(), c.Result.Status, c.Result.ContentType, orEmpty(c.Result.Body), c.Key)
+		c.Completed.UnixNano(), c.Result.Status, c.Result.ContentType,
+		orEmpty(s.seal.Seal(c.Key, journal.FieldResult, c.Result.Body)), c.Key)
 	if err != nil {
 		return journal.Entry{}, fmt.Errorf("complete %s: %w", c.Key, err)
 	}
-	e, err := scanEntry(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM journal WHERE key = ?`, c.Key))
+	e, err := s.scanEntry(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM journal WHERE key = ?`, c.Key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return journal.Entry{}, fmt.Errorf("complete %s: %w", c.Key, journal.ErrNotFound)
 	}
@@ -147,4 +164,16 @@ func complete(ctx context.Context, tx *sql.Tx, c journal.Entry) (journal.Entry, 
 		return journal.Entry{}, fmt.Errorf("complete %s: %w", c.Key, err)
 	}
 	return e, nil
+}
+
+// purge deletes up to purgeBatch done entries completed before before.
+func purge(ctx context.Context, tx *sql.Tx, before time.Time) (int, error) {
+	res, err := tx.ExecContext(ctx, `DELETE FROM journal WHERE seq IN (
+		SELECT seq FROM journal WHERE state = 'done' AND completed < ? ORDER BY seq LIMIT ?)`,
+		before.UnixNano(), purgeBatch)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
 }
