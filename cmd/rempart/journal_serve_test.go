@@ -21,13 +21,14 @@ func TestServeStandInDeclinedAtReplay(t *testing.T) {
 	cfg.Estate.Customers = 100_000
 	cfg.Journal.ReplayRate = 1000
 	s := startServe(t, cfg)
+	cards := s.as(t, "card-schemes")
 	ctype := map[string]string{"Content-Type": "application/json"}
 	const bruno = "4971222222222223" // 150 EUR on his account
 	if res, b := s.do(t, "PUT", s.ops+"/ops/estate/faults/core", `{"down":true}`, ctype); res.StatusCode != 200 {
 		t.Fatalf("core down: %d %s", res.StatusCode, b)
 	}
 	for _, key := range []string{"bruno-1", "bruno-2"} {
-		res, b := s.do(t, "POST", s.public+"/v1/cards/authorize",
+		res, b := cards.do(t, "POST", cards.public+"/v1/cards/authorize",
 			`{"card":"`+bruno+`","amount":9000,"merchant":"B","channel":"shop"}`,
 			map[string]string{"Content-Type": "application/json", "Idempotency-Key": key})
 		var d struct {
