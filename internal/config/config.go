@@ -708,6 +708,8 @@ func (c *Config) validate() []*Error {
 	}
 	if c.OpsAuth != "webauthn" && c.OpsAuth != "none" {
 		bad("ops_auth", "%q must be webauthn or none", c.OpsAuth)
+	} else if c.OpsAuth == "none" && !loopbackListen(c.OpsListen) {
+		bad("ops_auth", "none is refused on an ops listener that is not on loopback (%s): anyone reaching it could switch faults and read SMS codes", c.OpsListen)
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("log_format", "%q must be text or json", c.LogFormat)
@@ -912,6 +914,21 @@ func (c *Config) validate() []*Error {
 		}
 	}
 	return errs
+}
+
+// loopbackListen reports whether addr binds a loopback address only ("" and
+// 0.0.0.0 bind every interface; a name other than localhost may resolve
+// anywhere).
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 // checkPattern registers p on mux, refusing what ServeMux would panic on: a

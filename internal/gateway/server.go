@@ -97,7 +97,12 @@ func (s *Server) Run(ctx context.Context) error {
 	pub := &http.Server{Handler: s.Public, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 32 << 10,
 		ErrorLog: slog.NewLogLogger(s.Logger.Handler(), slog.LevelDebug)}
-	opsSrv := &http.Server{Handler: ops, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}
+	// The ops API reads small bodies only: a body trickled in for minutes
+	// is an attack on the listener admins need during an incident. No
+	// write timeout: a CPU profile streams for as long as it was asked.
+	opsSrv := &http.Server{Handler: ops, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 32 << 10,
+		ErrorLog: slog.NewLogLogger(s.Logger.Handler(), slog.LevelDebug)}
 
 	errc := make(chan error, 2)
 	go func() { errc <- pub.Serve(s.publicLn) }()
