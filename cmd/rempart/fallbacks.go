@@ -169,7 +169,9 @@ func (p *protection) admit(pool string) (*admission.Controller, error) {
 	if c, ok := p.admits[pool]; ok {
 		return c, nil
 	}
-	opts := admission.Options{Name: p.upstream + "/" + pool, Registerer: p.s.metrics.Registry}
+	// The gateway's own run-queue delay is not the upstream's: told it, the
+	// limiter does not cut a healthy back end for the gateway's own CPU.
+	opts := admission.Options{Name: p.upstream + "/" + pool, Registerer: p.s.metrics.Registry, Noise: p.s.sched.P90}
 	if (pool == "core" || pool == "core-reads") && p.s.estate != nil {
 		// The in-process core's worker pool is known: never admit fewer
 		// than half of it, so a core that merely got slower is not read as

@@ -41,6 +41,7 @@ type stack struct {
 	cfg      *config.Config
 	log      *slog.Logger
 	metrics  *telemetry.Metrics
+	sched    *telemetry.SchedLatency // how long goroutines wait for a processor
 	estate   *estate.Estate
 	sessions session.Store
 	users    *users.Memory
@@ -74,6 +75,7 @@ func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 	// How long goroutines wait for a processor: the first thing to look at
 	// when every route is slow at once.
 	sched := telemetry.NewSchedLatency(ctx, time.Second)
+	s.sched = sched
 	s.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rempart_sched_latency_p90_seconds",
 		Help: "90th percentile of the time goroutines waited for a processor over the last second: the process's CPU saturation.",

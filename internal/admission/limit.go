@@ -53,7 +53,8 @@ type limiter struct {
 	minLimit, maxLimit float64
 	window             time.Duration
 	limit              float64
-	rng                *rand.Rand // the reservoir's and the probes' draws
+	noise              func() time.Duration // latency the upstream did not cause; nil: none
+	rng                *rand.Rand           // the reservoir's and the probes' draws
 
 	winStart time.Time
 	seen     int // successes recorded in this window
@@ -111,6 +112,7 @@ func newLimiter(o Options, now time.Time) *limiter {
 		minLimit: float64(o.MinLimit),
 		maxLimit: float64(o.MaxLimit),
 		window:   o.SampleWindow,
+		noise:    o.Noise,
 		limit:    float64(o.InitialLimit),
 		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		winStart: now,
@@ -228,7 +230,21 @@ func (l *limiter) endWindow(now time.Time) {
 }
 
 func (l *limiter) adjust(now time.Time, med, anchor time.Duration) {
-	queued := l.limit * (1 - float64(anchor)/float64(med))
+	// Vegas reads the queue from the latency above the anchor:
+	// limit × (med − anchor) / med. The part of that excess the gateway's
+	// own scheduling explains is not the upstream's queue. Against a back
+	// end answering in a fraction of a millisecond, a run queue of a
+	// millisecond or two (clients, gateway and back end on two cores) made
+	// the median look three times the anchor and the limit fell to 13
+	// while the back end idled (issue 14).
+	excess := med - anchor
+	if l.noise != nil {
+		excess -= l.noise()
+	}
+	queued := 0.0
+	if excess > 0 && med > 0 {
+		queued = l.limit * float64(excess) / float64(med)
+	}
 	// The allowed queue grows with the limit, so that the latency it adds
 	// stays between a tenth and a fifth whatever the upstream's size.
 	alpha := max(2, l.limit/10)

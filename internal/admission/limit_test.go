@@ -133,3 +133,61 @@ func TestLimiterOverloaded(t *testing.T) {
 		t.Fatalf("limit %.1f after sustained errors, want MinLimit 5", l.limit)
 	}
 }
+
+// TestLimiterOwnSchedulingIsNotTheUpstreams drives a back end with room to
+// spare (300 µs a call, no queue of its own) through a gateway whose own run
+// queue grows with the calls in flight, as when clients, gateway and back end
+// share two cores: each call in flight adds about 40 µs of waiting for a
+// processor to every other. The latency the limiter sees then rises with
+// the limit although the back end never queues. Told that scheduling delay
+// (its p90 at the current load, as rempart_sched_latency_p90_seconds
+// reports it), the limiter must stay open above the offered concurrency; not
+// told, it reads the delay as a queue in the back end and cuts — the failure
+// of issue 14 (the limit settled at 13 in front of 64 connections and a
+// quarter of the answers were shed), checked here so that the first case
+// cannot pass by accident.
+func TestLimiterOwnSchedulingIsNotTheUpstreams(t *testing.T) {
+	const offered = 64
+	const perCall = 40 * time.Microsecond
+	for _, tt := range []struct {
+		name string
+		told bool
+	}{{"told the scheduling latency", true}, {"not told", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			n := 0 // calls in flight in this round
+			var noise func() time.Duration
+			if tt.told {
+				// p90 of a uniform wait in [0, 2·n·perCall).
+				noise = func() time.Duration { return time.Duration(1.8 * float64(n) * float64(perCall)) }
+			}
+			o, _ := Options{Noise: noise}.withDefaults() // starts at the default 20
+			now := time.Unix(0, 0)
+			l := newLimiter(o, now)
+			l.rng = rand.New(rand.NewPCG(3, 5))
+			low := math.MaxInt
+			for end := now.Add(60 * time.Second); now.Before(end); {
+				n = min(offered, l.current())
+				for range n {
+					if n < offered {
+						l.turnedAway()
+					}
+					wait := time.Duration(rng.Int64N(int64(2*time.Duration(n)*perCall) + 1))
+					lat := 300*time.Microsecond + wait
+					now = now.Add(lat / time.Duration(n))
+					l.succeeded(now.Add(-lat), now)
+				}
+				if now.After(time.Unix(10, 0)) {
+					low = min(low, l.current())
+				}
+			}
+			if tt.told && low < offered*3/4 {
+				t.Fatalf("the limit fell to %d with %d calls offered to an idle back end", low, offered)
+			}
+			if !tt.told && low >= offered*3/4 {
+				t.Fatalf("without the noise the limit stayed at %d or more: the scenario does not show the failure", low)
+			}
+			t.Logf("lowest limit after 10 s: %d (offered %d)", low, offered)
+		})
+	}
+}

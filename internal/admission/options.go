@@ -37,6 +37,15 @@ type Options struct {
 	// slows down and is noisier. Default 250ms.
 	SampleWindow time.Duration
 
+	// Noise, when set, reports latency the upstream did not cause: the
+	// gateway's own scheduling delay (the p90 of how long goroutines wait
+	// for a processor, rempart_sched_latency_p90_seconds). A window's
+	// median above the upstream's quiet latency by no more than it is not
+	// read as queueing in the upstream: a gateway sharing its cores with a
+	// fast back end and the clients would otherwise mistake its own CPU
+	// saturation for the back end's and cut the limit until it sheds.
+	Noise func() time.Duration
+
 	// CriticalReserve sizes the capacity only CRITICAL requests may use, as a
 	// share of the current limit, in (0, 1]: other tiers start calls only
 	// while fewer than the limit are in flight (CRITICAL included), CRITICAL
