@@ -237,9 +237,12 @@ func (l *limiter) adjust(now time.Time, med, anchor time.Duration) {
 	// millisecond or two (clients, gateway and back end on two cores) made
 	// the median look three times the anchor and the limit fell to 13
 	// while the back end idled (issue 14).
+	// At most half the median is explained away: a saturated machine can
+	// report a run queue of tens of milliseconds, and an upstream that
+	// really queues behind it must still show.
 	excess := med - anchor
 	if l.noise != nil {
-		excess -= l.noise()
+		excess -= min(l.noise(), med/2)
 	}
 	queued := 0.0
 	if excess > 0 && med > 0 {

@@ -191,3 +191,22 @@ func TestLimiterOwnSchedulingIsNotTheUpstreams(t *testing.T) {
 		})
 	}
 }
+
+// TestLimiterNoiseDoesNotHideAQueue: an upstream that really queues (16
+// workers, 20 ms) behind a saturated gateway that reports a 30 ms run queue
+// must still be found: the scheduling delay explains away at most half the
+// latency, so the limit stays within a few times the knee rather than
+// climbing to its ceiling (42 in this run: a third of the latency was
+// explained away; at a cap of a third the idle back end above was cut).
+func TestLimiterNoiseDoesNotHideAQueue(t *testing.T) {
+	m := model{c: 16, s: 20 * time.Millisecond, sigma: 0.3, rng: rand.New(rand.NewPCG(1, 2))}
+	o, _ := Options{InitialLimit: 20, Noise: func() time.Duration { return 30 * time.Millisecond }}.withDefaults()
+	now := time.Unix(0, 0)
+	l := newLimiter(o, now)
+	l.rng = rand.New(rand.NewPCG(1, 7))
+	_, _, mean := m.run(l, now, 120*time.Second)
+	if mean > 3*16 {
+		t.Fatalf("mean limit %.1f in front of 16 workers: the reported run queue hid the upstream's own", mean)
+	}
+	t.Logf("mean limit %.1f (16 workers)", mean)
+}
