@@ -29,9 +29,10 @@ type authRequest struct {
 	created      time.Time
 	lang         string
 
-	// flow binds the login to the browser that started it (a cookie of the
-	// same value), so nobody can finish someone else's login.
-	flow string
+	// flow binds the login to the browser that started it: the hash of the
+	// flow cookie set on its answer to /oauth/authorize, so nobody else can
+	// type into, finish or collect this login.
+	flow [32]byte
 	// user is set once the password is right.
 	user *users.User
 	// device is whether the password step came with a valid device cookie.

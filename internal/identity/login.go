@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -187,29 +188,27 @@ func clientAddr(r *http.Request) netip.Addr {
 }
 
 func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
-	id := r.FormValue("id")
-	a, err := p.pending.get(id)
-	if err != nil {
+	a, ok := p.checkFlow(r)
+	if !ok {
 		p.expired(w, pickLang(r, ""))
 		return
 	}
 	lang := pickLang(r, a.lang)
-	// A live browser session finishes the login without the form.
+	// A live browser session finishes the login without the form: only
+	// this browser's own request, checked above.
 	if c, err := r.Cookie(browserCookie); err == nil && len(c.Value) < 64 {
 		if s, err := p.sessions.Get(r.Context(), browserPrefix+c.Value); err == nil {
-			if p.finishFromSession(r.Context(), id, s) == nil {
-				http.Redirect(w, r, PathAuthorize+"/callback?id="+url.QueryEscape(id), http.StatusSeeOther)
+			if p.finishFromSession(r.Context(), a.id, s) == nil {
+				http.Redirect(w, r, PathAuthorize+"/callback?id="+url.QueryEscape(a.id), http.StatusSeeOther)
 				return
 			}
 		}
 	}
-	http.SetCookie(w, &http.Cookie{Name: flowCookie, Value: a.flow, Path: PathLogin, HttpOnly: true,
-		SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(p.cfg.Issuer, "https://")})
 	step := "password"
 	if a.user != nil {
 		step = "otp"
 	}
-	p.render(w, http.StatusOK, pageData{Lang: lang, Step: step, ID: id, Hint: otpHint(lang, a.user)})
+	p.render(w, http.StatusOK, pageData{Lang: lang, Step: step, ID: a.id, Hint: otpHint(lang, a.user)})
 }
 
 func otpHint(lang string, u *users.User) string {
@@ -242,17 +241,69 @@ func maskPhone(ph string) string {
 	return b.String()
 }
 
-// checkFlow loads the login and checks it belongs to this browser.
+// flowKey carries the browser's flow cookie value from bindBrowser to
+// CreateAuthRequest.
+type flowKey struct{}
+
+// flowCookieLen is the length of a flow cookie's value, randomID(24).
+const flowCookieLen = 32
+
+// bindBrowser gives the browser its flow cookie on its answer to
+// /oauth/authorize, the redirect to the login page, and hands the value to
+// CreateAuthRequest through the context: the request op stores then
+// belongs to this browser, and a login link sent to anyone else is dead.
+// A browser that already has a flow cookie keeps it, so logins in several
+// tabs all stay valid.
+func (p *Provider) bindBrowser(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := ""
+		for _, c := range r.Cookies() {
+			if c.Name == flowCookie && len(c.Value) == flowCookieLen {
+				v = c.Value
+				break
+			}
+		}
+		if v == "" {
+			v = randomID(24)
+		}
+		// The cookie lives as long as the newest request it binds, which
+		// outlives every older one.
+		http.SetCookie(w, &http.Cookie{Name: flowCookie, Value: v, Path: "/", HttpOnly: true,
+			SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(p.cfg.Issuer, "https://"),
+			MaxAge: int(pendingTTL / time.Second)})
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), flowKey{}, v)))
+	})
+}
+
+// flowHash is what a login request keeps of its browser's flow cookie.
+func flowHash(v string) [32]byte { return sha256.Sum256([]byte("rempart-flow\x00" + v)) }
+
+// checkFlow loads the login and checks it belongs to this browser: one of
+// the flow cookies it sends is the one the request was created with.
 func (p *Provider) checkFlow(r *http.Request) (*authRequest, bool) {
 	a, err := p.pending.get(r.FormValue("id"))
 	if err != nil {
 		return nil, false
 	}
-	c, err := r.Cookie(flowCookie)
-	if err != nil || subtle.ConstantTimeCompare([]byte(c.Value), []byte(a.flow)) != 1 {
-		return nil, false
+	for _, c := range r.Cookies() {
+		if c.Name != flowCookie {
+			continue
+		}
+		if h := flowHash(c.Value); subtle.ConstantTimeCompare(h[:], a.flow[:]) == 1 {
+			return a, true
+		}
 	}
-	return a, true
+	return nil, false
+}
+
+// authorizeCallback hands a finished login to op, which redirects to the
+// app with the code, only in the browser the login belongs to.
+func (p *Provider) authorizeCallback(w http.ResponseWriter, r *http.Request) {
+	if _, ok := p.checkFlow(r); !ok {
+		p.expired(w, pickLang(r, ""))
+		return
+	}
+	p.op.ServeHTTP(w, r)
 }
 
 func (p *Provider) loginPassword(w http.ResponseWriter, r *http.Request) {

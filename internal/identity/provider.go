@@ -202,10 +202,11 @@ func (p *Provider) Close() error {
 
 func (p *Provider) routes() http.Handler {
 	mux := http.NewServeMux()
-	for _, path := range []string{PathKeys, PathAuthorize, PathAuthorize + "/callback", PathToken,
-		PathIntrospect, PathUserinfo, PathRevoke, PathEndSession} {
+	for _, path := range []string{PathKeys, PathToken, PathIntrospect, PathUserinfo, PathRevoke, PathEndSession} {
 		mux.Handle(path, p.op)
 	}
+	mux.Handle(PathAuthorize, p.bindBrowser(p.op))
+	mux.HandleFunc(PathAuthorize+"/callback", p.authorizeCallback)
 	mux.HandleFunc("GET "+PathDiscovery, p.discovery)
 	mux.HandleFunc("GET "+PathLogin, p.loginPage)
 	mux.HandleFunc("POST "+PathLogin+"/password", p.loginPassword)

@@ -53,6 +53,10 @@ func (s storage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, _ s
 	if len(r.State) > 512 || len(r.Nonce) > 512 {
 		return nil, oidc.ErrInvalidRequest().WithDescription("state or nonce too long")
 	}
+	flow, _ := ctx.Value(flowKey{}).(string)
+	if flow == "" {
+		return nil, oidc.ErrServerError().WithDescription("authorization request not bound to a browser")
+	}
 	a := &authRequest{
 		id:           "ar_" + randomID(24),
 		clientID:     r.ClientID,
@@ -64,7 +68,7 @@ func (s storage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, _ s
 		responseMode: r.ResponseMode,
 		challenge:    &oidc.CodeChallenge{Challenge: r.CodeChallenge, Method: r.CodeChallengeMethod},
 		created:      s.p.cfg.Now(),
-		flow:         randomID(24),
+		flow:         flowHash(flow),
 	}
 	if len(r.UILocales) > 0 {
 		a.lang = r.UILocales[0].String()
