@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
 
 	"github.com/rempart/rempart/internal/identity/users"
@@ -84,6 +86,9 @@ var messages = map[string]map[string]string{
 		"other_lang": "English",
 		"other_code": "en",
 		"skip":       "Aller au formulaire",
+		"logout_q":   "Vous déconnecter de votre banque sur ce navigateur ?",
+		"logout":     "Se déconnecter",
+		"logged_out": "Vous êtes déconnecté. Vous pouvez fermer cette page.",
 	},
 	"en": {
 		"title":      "Log in to your bank",
@@ -103,6 +108,9 @@ var messages = map[string]map[string]string{
 		"other_lang": "Français",
 		"other_code": "fr",
 		"skip":       "Skip to the form",
+		"logout_q":   "Log out of your bank in this browser?",
+		"logout":     "Log out",
+		"logged_out": "You are logged out. You may close this page.",
 	},
 }
 
@@ -110,6 +118,10 @@ type pageData struct {
 	Lang, Step, ID, Error, Hint, User string
 	T                                 map[string]string
 	OtherLink                         string
+	// Hidden are the logout form's fields; FormAction is one more origin
+	// the form may end up at (the app's post-logout redirect).
+	Hidden     map[string]string
+	FormAction string
 }
 
 var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
@@ -152,6 +164,15 @@ button{margin-top:1.5rem;font-size:1.1rem;padding:.6rem 1.2rem}
 <input id="code" name="code" inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code" required aria-describedby="hint">
 <button type="submit">{{.T.verify}}</button>
 </form>
+{{else if eq .Step "logout"}}
+<form method="post" action="/oauth/end_session">
+{{range $k, $v := .Hidden}}<input type="hidden" name="{{$k}}" value="{{$v}}">
+{{end}}<input type="hidden" name="lang" value="{{.Lang}}">
+<p>{{.T.logout_q}}</p>
+<button type="submit">{{.T.logout}}</button>
+</form>
+{{else if eq .Step "logged_out"}}
+<p role="status">{{.T.logged_out}}</p>
 {{end}}
 </main>
 </body>
@@ -160,11 +181,17 @@ button{margin-top:1.5rem;font-size:1.1rem;padding:.6rem 1.2rem}
 
 func (p *Provider) render(w http.ResponseWriter, status int, d pageData) {
 	d.T = messages[d.Lang]
-	q := url.Values{"id": {d.ID}, "lang": {d.T["other_code"]}}
-	d.OtherLink = PathLogin + "?" + q.Encode()
+	if d.OtherLink == "" {
+		q := url.Values{"id": {d.ID}, "lang": {d.T["other_code"]}}
+		d.OtherLink = PathLogin + "?" + q.Encode()
+	}
+	formAction := "'self'"
+	if d.FormAction != "" {
+		formAction += " " + d.FormAction
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction+"; frame-ancestors 'none'")
 	w.Header().Set("X-Frame-Options", "DENY")
 	w.WriteHeader(status)
 	_ = loginTmpl.Execute(w, d)
@@ -195,14 +222,19 @@ func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
 	}
 	lang := pickLang(r, a.lang)
 	// A live browser session finishes the login without the form: only
-	// this browser's own request, checked above.
-	if c, err := r.Cookie(browserCookie); err == nil && len(c.Value) < 64 {
-		if s, err := p.sessions.Get(r.Context(), browserPrefix+c.Value); err == nil {
-			if p.finishFromSession(r.Context(), a.id, s) == nil {
-				http.Redirect(w, r, PathAuthorize+"/callback?id="+url.QueryEscape(a.id), http.StatusSeeOther)
-				return
-			}
+	// this browser's own request, checked above, and only as the app's
+	// prompt, max_age and id_token_hint allow.
+	if s, _, ok := p.browserSession(r); ok && a.allowsSSO(s, p.cfg.Now()) {
+		if p.finishFromSession(r.Context(), a.id, s) == nil {
+			http.Redirect(w, r, PathAuthorize+"/callback?id="+url.QueryEscape(a.id), http.StatusSeeOther)
+			return
 		}
+	}
+	if a.promptNone {
+		// No page may be shown: the app learns that a login is needed.
+		p.pending.remove(a.id)
+		op.AuthRequestError(w, r, a, oidc.ErrLoginRequired(), p.op)
+		return
 	}
 	step := "password"
 	if a.user != nil {
@@ -470,6 +502,13 @@ func (p *Provider) loginOTP(w http.ResponseWriter, r *http.Request) {
 // startBrowserSession records the login in the session store so this
 // browser's next authorization request skips the form.
 func (p *Provider) startBrowserSession(w http.ResponseWriter, r *http.Request, u users.User, amr []string) {
+	// A new login (prompt=login, max_age, another customer) replaces the
+	// browser's previous session rather than leaving it alive behind.
+	if _, old, ok := p.browserSession(r); ok {
+		if err := p.sessions.Delete(r.Context(), browserPrefix+old); err != nil {
+			p.log.WarnContext(r.Context(), "end previous browser session", slog.Any("err", err))
+		}
+	}
 	now := p.cfg.Now()
 	sid := randomID(24)
 	s := session.Session{
