@@ -505,14 +505,14 @@ func (p *Provider) startBrowserSession(w http.ResponseWriter, r *http.Request, u
 	// A new login (prompt=login, max_age, another customer) replaces the
 	// browser's previous session rather than leaving it alive behind.
 	if _, old, ok := p.browserSession(r); ok {
-		if err := p.sessions.Delete(r.Context(), browserPrefix+old); err != nil {
+		if err := p.sessions.Delete(r.Context(), browserRecordID(old)); err != nil {
 			p.log.WarnContext(r.Context(), "end previous browser session", slog.Any("err", err))
 		}
 	}
 	now := p.cfg.Now()
 	sid := randomID(24)
 	s := session.Session{
-		ID: browserPrefix + sid, Subject: u.ID, AMR: amr,
+		ID: browserRecordID(sid), Subject: u.ID, AMR: amr,
 		CreatedAt: now, ExpiresAt: now.Add(p.cfg.BrowserSessionTTL),
 		Attrs: map[string]string{attrName: u.Name, attrPhone: u.Phone, attrEmail: u.Email,
 			attrAuthTime: strconv.FormatInt(now.Unix(), 10)},

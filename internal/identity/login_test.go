@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"context"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -121,5 +122,56 @@ func TestLoginFlowsStillWork(t *testing.T) {
 	}
 	if loc := e.loginForm(t, b, authURL, "", ""); loc.Query().Get("code") == "" {
 		t.Fatalf("SSO login: %v", loc)
+	}
+}
+
+// TestBrowserSessionHashedAtRest checks the session store never holds the
+// SSO cookie's value: a copy of the store logs no browser in.
+func TestBrowserSessionHashedAtRest(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	e.loginForm(t, b, e.authURL(e.issuer+"/demo/callback", oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier()), "S256"),
+		"alice", "alice-demo-2025")
+	u, _ := url.Parse(e.issuer)
+	var cookie string
+	for _, c := range b.Jar.Cookies(u) {
+		if c.Name == browserCookie {
+			cookie = c.Value
+		}
+	}
+	if cookie == "" {
+		t.Fatal("no SSO cookie")
+	}
+	list, err := e.p.sessions.ListSubject(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found int
+	for _, s := range list {
+		if strings.Contains(s.ID, cookie) {
+			t.Fatalf("store record %q holds the cookie's value", s.ID)
+		}
+		if strings.HasPrefix(s.ID, browserPrefix) {
+			found++
+		}
+	}
+	if found != 1 {
+		t.Fatalf("%d browser sessions in the store, want 1", found)
+	}
+	// A stolen record id is not a cookie.
+	for _, s := range list {
+		if !strings.HasPrefix(s.ID, browserPrefix) {
+			continue
+		}
+		thief := e.browser(t)
+		thief.Jar.SetCookies(u, []*http.Cookie{{Name: browserCookie, Value: strings.TrimPrefix(s.ID, browserPrefix), Path: "/"}})
+		resp, err := thief.Get(e.authURL(e.issuer+"/demo/callback", oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier()), "S256"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, resp)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, `name="password"`) {
+			t.Fatalf("the store's record id as a cookie: %d %.200s", resp.StatusCode, body)
+		}
 	}
 }

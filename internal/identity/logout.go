@@ -66,7 +66,7 @@ func (p *Provider) endSession(w http.ResponseWriter, r *http.Request) {
 	case !live:
 		p.clearBrowserCookie(w)
 	case r.Method == http.MethodPost && hmac.Equal([]byte(r.PostFormValue("confirm")), []byte(p.logoutToken(sid))):
-		if err := p.sessions.Delete(ctx, browserPrefix+sid); err != nil {
+		if err := p.sessions.Delete(ctx, browserRecordID(sid)); err != nil {
 			p.log.ErrorContext(ctx, "end browser session", slog.Any("err", err))
 			http.Error(w, "internal error", http.StatusInternalServerError)
 			return
