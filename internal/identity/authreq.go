@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/rempart/rempart/internal/identity/users"
+	"github.com/rempart/rempart/internal/session"
 )
 
 // authRequest is one authorization request and the login that answers it.
@@ -29,9 +31,21 @@ type authRequest struct {
 	created      time.Time
 	lang         string
 
-	// flow binds the login to the browser that started it (a cookie of the
-	// same value), so nobody can finish someone else's login.
-	flow string
+	// What the app asked of the login (OpenID Connect Core 1.0, section
+	// 3.1.2.1): promptNone forbids any page, so no SSO session means
+	// login_required; forceLogin (prompt=login or max_age=0) refuses SSO;
+	// maxAge refuses an SSO session whose login is older; hintSubject, from
+	// a verified id_token_hint, refuses another customer's SSO session.
+	promptNone  bool
+	forceLogin  bool
+	maxAge      time.Duration
+	hasMaxAge   bool
+	hintSubject string
+
+	// flow binds the login to the browser that started it: the hash of the
+	// flow cookie set on its answer to /oauth/authorize, so nobody else can
+	// type into, finish or collect this login.
+	flow [32]byte
 	// user is set once the password is right.
 	user *users.User
 	// device is whether the password step came with a valid device cookie.
@@ -51,6 +65,19 @@ type authRequest struct {
 }
 
 var _ op.AuthRequest = (*authRequest)(nil)
+
+// allowsSSO reports whether the browser session s may answer this request
+// without the form at time now.
+func (a *authRequest) allowsSSO(s session.Session, now time.Time) bool {
+	if a.forceLogin || a.hintSubject != "" && s.Subject != a.hintSubject {
+		return false
+	}
+	if !a.hasMaxAge {
+		return true
+	}
+	at, err := strconv.ParseInt(s.Attrs[attrAuthTime], 10, 64)
+	return err == nil && now.Sub(time.Unix(at, 0)) <= a.maxAge
+}
 
 func (a *authRequest) GetID() string                         { return a.id }
 func (a *authRequest) GetACR() string                        { return "" }

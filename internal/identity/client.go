@@ -28,19 +28,22 @@ type client struct {
 var _ op.Client = (*client)(nil)
 
 // demoClients are the clients the embedded defaults ship: a public app
-// (authorization code with PKCE; loopback redirects on any port, RFC 8252
-// section 7.3) and a confidential service (client credentials).
+// (authorization code with PKCE) and a confidential service (client
+// credentials). The app's web redirects are derived from the issuer, so a
+// provider at https://bank.example sends codes and logouts nowhere else;
+// its native redirects are the loopback ones of RFC 8252 section 7.3 (any
+// port, the app listening on the customer's own machine; the drill uses
+// http://127.0.0.1/callback), which never leave that machine.
 func demoClients(issuer string, idTTL time.Duration) map[string]*client {
 	sum := sha256.Sum256([]byte(DemoServiceSecret))
 	app := &client{
 		id: DemoAppClient,
 		redirectURIs: []string{
 			issuer + "/demo/callback",
-			"http://127.0.0.1:8080/demo/callback",
 			"http://localhost/callback",
 			"http://127.0.0.1/callback",
 		},
-		postLogout: []string{issuer + "/demo/", "http://127.0.0.1:8080/demo/"},
+		postLogout: []string{issuer + "/demo/"},
 		appType:    op.ApplicationTypeNative,
 		authMethod: oidc.AuthMethodNone,
 		responses:  []oidc.ResponseType{oidc.ResponseTypeCode},

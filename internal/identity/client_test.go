@@ -4,8 +4,11 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -95,4 +98,30 @@ func TestRealClients(t *testing.T) {
 		t.Fatalf("service token %+v %v", sc, err)
 	}
 	_ = http.StatusOK
+}
+
+// TestDemoRedirectsFollowTheIssuer checks the demo app's redirects are the
+// issuer's own (and RFC 8252 loopback ones), whatever the issuer.
+func TestDemoRedirectsFollowTheIssuer(t *testing.T) {
+	app := demoClients("https://bank.example", time.Minute)[DemoAppClient]
+	for _, tc := range []struct {
+		uri           string
+		login, logout bool
+	}{
+		{"https://bank.example/demo/callback", true, false},
+		{"https://bank.example/demo/", false, true},
+		{"http://127.0.0.1:8080/demo/callback", false, false},
+		{"http://127.0.0.1:8080/demo/", false, false},
+		{"http://127.0.0.1:51234/callback", true, false},
+		{"http://localhost:51234/callback", true, false},
+		{"https://evil.example/demo/callback", false, false},
+	} {
+		t.Run(tc.uri, func(t *testing.T) {
+			login := op.ValidateAuthReqRedirectURI(app, tc.uri, oidc.ResponseTypeCode) == nil
+			logout := op.ValidateEndSessionPostLogoutRedirectURI(tc.uri, app) == nil
+			if login != tc.login || logout != tc.logout {
+				t.Fatalf("accepted for login %v (want %v), for logout %v (want %v)", login, tc.login, logout, tc.logout)
+			}
+		})
+	}
 }

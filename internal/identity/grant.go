@@ -127,6 +127,15 @@ func (gs *grants) issueRefresh(ctx context.Context, grantID string, exp time.Tim
 	return tok, nil
 }
 
+// browserRecordID is the store id of a browser session: a hash of the SSO
+// cookie's value (192 random bits, so a plain hash suffices), so a copy of
+// the store (the durable files, a Redis dump) holds no cookie that logs a
+// browser in.
+func browserRecordID(sid string) string {
+	h := tokenHash(sid)
+	return browserPrefix + b64.EncodeToString(h[:])
+}
+
 func refreshRecordID(tok string) string {
 	h := tokenHash(tok)
 	return refreshPrefixStore + b64.EncodeToString(h[:])

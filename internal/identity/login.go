@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
 
 	"github.com/rempart/rempart/internal/identity/users"
@@ -83,6 +86,9 @@ var messages = map[string]map[string]string{
 		"other_lang": "English",
 		"other_code": "en",
 		"skip":       "Aller au formulaire",
+		"logout_q":   "Vous déconnecter de votre banque sur ce navigateur ?",
+		"logout":     "Se déconnecter",
+		"logged_out": "Vous êtes déconnecté. Vous pouvez fermer cette page.",
 	},
 	"en": {
 		"title":      "Log in to your bank",
@@ -102,6 +108,9 @@ var messages = map[string]map[string]string{
 		"other_lang": "Français",
 		"other_code": "fr",
 		"skip":       "Skip to the form",
+		"logout_q":   "Log out of your bank in this browser?",
+		"logout":     "Log out",
+		"logged_out": "You are logged out. You may close this page.",
 	},
 }
 
@@ -109,6 +118,10 @@ type pageData struct {
 	Lang, Step, ID, Error, Hint, User string
 	T                                 map[string]string
 	OtherLink                         string
+	// Hidden are the logout form's fields; FormAction is one more origin
+	// the form may end up at (the app's post-logout redirect).
+	Hidden     map[string]string
+	FormAction string
 }
 
 var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
@@ -151,6 +164,15 @@ button{margin-top:1.5rem;font-size:1.1rem;padding:.6rem 1.2rem}
 <input id="code" name="code" inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code" required aria-describedby="hint">
 <button type="submit">{{.T.verify}}</button>
 </form>
+{{else if eq .Step "logout"}}
+<form method="post" action="/oauth/end_session">
+{{range $k, $v := .Hidden}}<input type="hidden" name="{{$k}}" value="{{$v}}">
+{{end}}<input type="hidden" name="lang" value="{{.Lang}}">
+<p>{{.T.logout_q}}</p>
+<button type="submit">{{.T.logout}}</button>
+</form>
+{{else if eq .Step "logged_out"}}
+<p role="status">{{.T.logged_out}}</p>
 {{end}}
 </main>
 </body>
@@ -159,11 +181,17 @@ button{margin-top:1.5rem;font-size:1.1rem;padding:.6rem 1.2rem}
 
 func (p *Provider) render(w http.ResponseWriter, status int, d pageData) {
 	d.T = messages[d.Lang]
-	q := url.Values{"id": {d.ID}, "lang": {d.T["other_code"]}}
-	d.OtherLink = PathLogin + "?" + q.Encode()
+	if d.OtherLink == "" {
+		q := url.Values{"id": {d.ID}, "lang": {d.T["other_code"]}}
+		d.OtherLink = PathLogin + "?" + q.Encode()
+	}
+	formAction := "'self'"
+	if d.FormAction != "" {
+		formAction += " " + d.FormAction
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction+"; frame-ancestors 'none'")
 	w.Header().Set("X-Frame-Options", "DENY")
 	w.WriteHeader(status)
 	_ = loginTmpl.Execute(w, d)
@@ -187,29 +215,32 @@ func clientAddr(r *http.Request) netip.Addr {
 }
 
 func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
-	id := r.FormValue("id")
-	a, err := p.pending.get(id)
-	if err != nil {
+	a, ok := p.checkFlow(r)
+	if !ok {
 		p.expired(w, pickLang(r, ""))
 		return
 	}
 	lang := pickLang(r, a.lang)
-	// A live browser session finishes the login without the form.
-	if c, err := r.Cookie(browserCookie); err == nil && len(c.Value) < 64 {
-		if s, err := p.sessions.Get(r.Context(), browserPrefix+c.Value); err == nil {
-			if p.finishFromSession(r.Context(), id, s) == nil {
-				http.Redirect(w, r, PathAuthorize+"/callback?id="+url.QueryEscape(id), http.StatusSeeOther)
-				return
-			}
+	// A live browser session finishes the login without the form: only
+	// this browser's own request, checked above, and only as the app's
+	// prompt, max_age and id_token_hint allow.
+	if s, _, ok := p.browserSession(r); ok && a.allowsSSO(s, p.cfg.Now()) {
+		if p.finishFromSession(r.Context(), a.id, s) == nil {
+			http.Redirect(w, r, PathAuthorize+"/callback?id="+url.QueryEscape(a.id), http.StatusSeeOther)
+			return
 		}
 	}
-	http.SetCookie(w, &http.Cookie{Name: flowCookie, Value: a.flow, Path: PathLogin, HttpOnly: true,
-		SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(p.cfg.Issuer, "https://")})
+	if a.promptNone {
+		// No page may be shown: the app learns that a login is needed.
+		p.pending.remove(a.id)
+		op.AuthRequestError(w, r, a, oidc.ErrLoginRequired(), p.op)
+		return
+	}
 	step := "password"
 	if a.user != nil {
 		step = "otp"
 	}
-	p.render(w, http.StatusOK, pageData{Lang: lang, Step: step, ID: id, Hint: otpHint(lang, a.user)})
+	p.render(w, http.StatusOK, pageData{Lang: lang, Step: step, ID: a.id, Hint: otpHint(lang, a.user)})
 }
 
 func otpHint(lang string, u *users.User) string {
@@ -242,17 +273,69 @@ func maskPhone(ph string) string {
 	return b.String()
 }
 
-// checkFlow loads the login and checks it belongs to this browser.
+// flowKey carries the browser's flow cookie value from bindBrowser to
+// CreateAuthRequest.
+type flowKey struct{}
+
+// flowCookieLen is the length of a flow cookie's value, randomID(24).
+const flowCookieLen = 32
+
+// bindBrowser gives the browser its flow cookie on its answer to
+// /oauth/authorize, the redirect to the login page, and hands the value to
+// CreateAuthRequest through the context: the request op stores then
+// belongs to this browser, and a login link sent to anyone else is dead.
+// A browser that already has a flow cookie keeps it, so logins in several
+// tabs all stay valid.
+func (p *Provider) bindBrowser(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := ""
+		for _, c := range r.Cookies() {
+			if c.Name == flowCookie && len(c.Value) == flowCookieLen {
+				v = c.Value
+				break
+			}
+		}
+		if v == "" {
+			v = randomID(24)
+		}
+		// The cookie lives as long as the newest request it binds, which
+		// outlives every older one.
+		http.SetCookie(w, &http.Cookie{Name: flowCookie, Value: v, Path: "/", HttpOnly: true,
+			SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(p.cfg.Issuer, "https://"),
+			MaxAge: int(pendingTTL / time.Second)})
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), flowKey{}, v)))
+	})
+}
+
+// flowHash is what a login request keeps of its browser's flow cookie.
+func flowHash(v string) [32]byte { return sha256.Sum256([]byte("rempart-flow\x00" + v)) }
+
+// checkFlow loads the login and checks it belongs to this browser: one of
+// the flow cookies it sends is the one the request was created with.
 func (p *Provider) checkFlow(r *http.Request) (*authRequest, bool) {
 	a, err := p.pending.get(r.FormValue("id"))
 	if err != nil {
 		return nil, false
 	}
-	c, err := r.Cookie(flowCookie)
-	if err != nil || subtle.ConstantTimeCompare([]byte(c.Value), []byte(a.flow)) != 1 {
-		return nil, false
+	for _, c := range r.Cookies() {
+		if c.Name != flowCookie {
+			continue
+		}
+		if h := flowHash(c.Value); subtle.ConstantTimeCompare(h[:], a.flow[:]) == 1 {
+			return a, true
+		}
 	}
-	return a, true
+	return nil, false
+}
+
+// authorizeCallback hands a finished login to op, which redirects to the
+// app with the code, only in the browser the login belongs to.
+func (p *Provider) authorizeCallback(w http.ResponseWriter, r *http.Request) {
+	if _, ok := p.checkFlow(r); !ok {
+		p.expired(w, pickLang(r, ""))
+		return
+	}
+	p.op.ServeHTTP(w, r)
 }
 
 func (p *Provider) loginPassword(w http.ResponseWriter, r *http.Request) {
@@ -419,10 +502,17 @@ func (p *Provider) loginOTP(w http.ResponseWriter, r *http.Request) {
 // startBrowserSession records the login in the session store so this
 // browser's next authorization request skips the form.
 func (p *Provider) startBrowserSession(w http.ResponseWriter, r *http.Request, u users.User, amr []string) {
+	// A new login (prompt=login, max_age, another customer) replaces the
+	// browser's previous session rather than leaving it alive behind.
+	if _, old, ok := p.browserSession(r); ok {
+		if err := p.sessions.Delete(r.Context(), browserRecordID(old)); err != nil {
+			p.log.WarnContext(r.Context(), "end previous browser session", slog.Any("err", err))
+		}
+	}
 	now := p.cfg.Now()
 	sid := randomID(24)
 	s := session.Session{
-		ID: browserPrefix + sid, Subject: u.ID, AMR: amr,
+		ID: browserRecordID(sid), Subject: u.ID, AMR: amr,
 		CreatedAt: now, ExpiresAt: now.Add(p.cfg.BrowserSessionTTL),
 		Attrs: map[string]string{attrName: u.Name, attrPhone: u.Phone, attrEmail: u.Email,
 			attrAuthTime: strconv.FormatInt(now.Unix(), 10)},

@@ -420,7 +420,7 @@ func (p *Provider) browserSession(r *http.Request) (session.Session, string, boo
 	if err != nil || len(c.Value) >= 64 {
 		return session.Session{}, "", false
 	}
-	s, err := p.sessions.Get(r.Context(), browserPrefix+c.Value)
+	s, err := p.sessions.Get(r.Context(), browserRecordID(c.Value))
 	if err != nil {
 		return session.Session{}, "", false
 	}

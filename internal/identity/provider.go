@@ -131,6 +131,10 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		op.WithCustomRevocationEndpoint(op.NewEndpoint(strings.TrimPrefix(PathRevoke, "/"))),
 		op.WithCustomEndSessionEndpoint(op.NewEndpoint(strings.TrimPrefix(PathEndSession, "/"))),
 		op.WithCustomKeysEndpoint(op.NewEndpoint(strings.TrimPrefix(PathKeys, "/"))),
+		// op's hint verifier defaults to RS256; the provider signs with
+		// EdDSA only, so without this every id_token_hint (logout,
+		// authorize) is refused.
+		op.WithIDTokenHintVerifierOpts(op.WithSupportedIDTokenHintSigningAlgorithms(string(keys.Algorithm))),
 	}
 	if strings.HasPrefix(cfg.Issuer, "http://") {
 		opts = append(opts, op.WithAllowInsecure())
@@ -202,10 +206,12 @@ func (p *Provider) Close() error {
 
 func (p *Provider) routes() http.Handler {
 	mux := http.NewServeMux()
-	for _, path := range []string{PathKeys, PathAuthorize, PathAuthorize + "/callback", PathToken,
-		PathIntrospect, PathUserinfo, PathRevoke, PathEndSession} {
+	for _, path := range []string{PathKeys, PathToken, PathIntrospect, PathUserinfo, PathRevoke} {
 		mux.Handle(path, p.op)
 	}
+	mux.Handle(PathAuthorize, p.bindBrowser(p.op))
+	mux.HandleFunc(PathAuthorize+"/callback", p.authorizeCallback)
+	mux.HandleFunc(PathEndSession, p.endSession)
 	mux.HandleFunc("GET "+PathDiscovery, p.discovery)
 	mux.HandleFunc("GET "+PathLogin, p.loginPage)
 	mux.HandleFunc("POST "+PathLogin+"/password", p.loginPassword)

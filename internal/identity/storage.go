@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,10 +22,9 @@ import (
 type storage struct{ p *Provider }
 
 var (
-	_ op.Storage                        = storage{}
-	_ op.ClientCredentialsStorage       = storage{}
-	_ op.CanSetUserinfoFromRequest      = storage{}
-	_ op.CanTerminateSessionFromRequest = storage{}
+	_ op.Storage                   = storage{}
+	_ op.ClientCredentialsStorage  = storage{}
+	_ op.CanSetUserinfoFromRequest = storage{}
 )
 
 var errUnknownClient = errors.New("unknown client")
@@ -40,7 +40,7 @@ func (s storage) client(id string) (*client, error) {
 // CreateAuthRequest stores a validated authorization request. PKCE with S256
 // is required of every client: a request without a challenge, or with the
 // plain method, is refused here, before any login starts.
-func (s storage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
+func (s storage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, hintSubject string) (op.AuthRequest, error) {
 	if r.ResponseType != oidc.ResponseTypeCode {
 		return nil, oidc.ErrUnauthorizedClient().WithDescription("only response_type=code is supported")
 	}
@@ -53,6 +53,10 @@ func (s storage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, _ s
 	if len(r.State) > 512 || len(r.Nonce) > 512 {
 		return nil, oidc.ErrInvalidRequest().WithDescription("state or nonce too long")
 	}
+	flow, _ := ctx.Value(flowKey{}).(string)
+	if flow == "" {
+		return nil, oidc.ErrServerError().WithDescription("authorization request not bound to a browser")
+	}
 	a := &authRequest{
 		id:           "ar_" + randomID(24),
 		clientID:     r.ClientID,
@@ -64,8 +68,17 @@ func (s storage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, _ s
 		responseMode: r.ResponseMode,
 		challenge:    &oidc.CodeChallenge{Challenge: r.CodeChallenge, Method: r.CodeChallengeMethod},
 		created:      s.p.cfg.Now(),
-		flow:         randomID(24),
+		flow:         flowHash(flow),
+		hintSubject:  hintSubject,
 	}
+	// op has already refused prompt=none with anything else, and turned
+	// prompt=login into max_age=0.
+	a.promptNone = slices.Contains(r.Prompt, oidc.PromptNone)
+	if r.MaxAge != nil {
+		a.hasMaxAge, a.maxAge = true, time.Duration(*r.MaxAge)*time.Second
+		a.forceLogin = *r.MaxAge == 0
+	}
+	a.forceLogin = a.forceLogin || slices.Contains(r.Prompt, oidc.PromptLogin)
 	if len(r.UILocales) > 0 {
 		a.lang = r.UILocales[0].String()
 	}
@@ -162,7 +175,8 @@ func (s storage) TokenRequestByRefreshToken(ctx context.Context, tok string) (op
 }
 
 // TerminateSession ends the customer's browser sessions and revokes the
-// client's grants (the customer logs out of that app everywhere).
+// client's grants (the customer logs out of that app everywhere). The
+// provider's own end_session handler (logout.go) calls it; op does not.
 func (s storage) TerminateSession(ctx context.Context, userID, clientID string) error {
 	if userID == "" {
 		return nil
@@ -180,10 +194,6 @@ func (s storage) TerminateSession(ctx context.Context, userID, clientID string) 
 		}
 	}
 	return nil
-}
-
-func (s storage) TerminateSessionFromRequest(ctx context.Context, r *op.EndSessionRequest) (string, error) {
-	return r.RedirectURI, s.TerminateSession(ctx, r.UserID, r.ClientID)
 }
 
 // RevokeToken revokes a refresh token's grant or puts an access token on the

@@ -1,0 +1,177 @@
+package identity
+
+import (
+	"context"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"testing"
+
+	"golang.org/x/oauth2"
+)
+
+// stepper is a browser that stops at every redirect, to look at each hop.
+func stepper(jar http.CookieJar) *http.Client {
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// get fetches target and returns the status, the Location (if any) and the body.
+func get(t testing.TB, c *http.Client, target string) (int, *url.URL, string) {
+	t.Helper()
+	resp, err := c.Get(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readAll(t, resp)
+	loc, _ := resp.Location()
+	return resp.StatusCode, loc, body
+}
+
+// startLogin opens an authorization request in c's browser and returns the
+// login request id it was sent to.
+func (e *env) startLogin(t testing.TB, c *http.Client) string {
+	t.Helper()
+	authURL := e.authURL(e.issuer+"/demo/callback", oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier()), "S256")
+	st, loc, body := get(t, c, authURL)
+	if st != http.StatusFound || loc == nil || loc.Path != PathLogin {
+		t.Fatalf("authorize: %d %v %s", st, loc, body)
+	}
+	return loc.Query().Get("id")
+}
+
+// TestSessionTakeoverRefused plays the attack of issue 12: an attacker
+// starts an authorization request with their own PKCE values and sends its
+// login link to a customer whose browser holds a single sign-on session;
+// neither the customer's browser nor the attacker may turn that link into
+// a code for the customer.
+func TestSessionTakeoverRefused(t *testing.T) {
+	e := newEnv(t)
+	victimJar, _ := cookiejar.New(nil)
+	victim := &http.Client{Jar: victimJar, CheckRedirect: e.browser(t).CheckRedirect}
+	v := oauth2.GenerateVerifier()
+	e.loginForm(t, victim, e.authURL(e.issuer+"/demo/callback", oauth2.S256ChallengeFromVerifier(v), "S256"), "alice", "alice-demo-2025")
+
+	attackerJar, _ := cookiejar.New(nil)
+	attacker := stepper(attackerJar)
+	id := e.startLogin(t, attacker)
+	link := e.issuer + PathLogin + "?" + url.Values{"id": {id}}.Encode()
+	callback := e.issuer + PathAuthorize + "/callback?" + url.Values{"id": {id}}.Encode()
+
+	t.Run("the customer's SSO does not complete the attacker's request", func(t *testing.T) {
+		st, loc, body := get(t, stepper(victimJar), link)
+		if st != http.StatusBadRequest || loc != nil || !strings.Contains(body, "a expiré") {
+			t.Fatalf("customer's browser on the attacker's link: %d %v %.200s", st, loc, body)
+		}
+	})
+	t.Run("the customer's browser cannot type into the attacker's request", func(t *testing.T) {
+		resp, err := stepper(victimJar).PostForm(e.issuer+"/login/password",
+			url.Values{"id": {id}, "username": {"alice"}, "password": {"alice-demo-2025"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, resp)
+		if resp.StatusCode != http.StatusBadRequest || strings.Contains(body, `name="code"`) {
+			t.Fatalf("password on the attacker's request: %d %.200s", resp.StatusCode, body)
+		}
+	})
+	t.Run("the attacker's callback yields no code", func(t *testing.T) {
+		for name, c := range map[string]*http.Client{"attacker": attacker, "no cookie": stepper(nil)} {
+			_, loc, _ := get(t, c, callback)
+			if loc != nil && loc.Query().Get("code") != "" {
+				t.Fatalf("%s got a code: %s", name, loc)
+			}
+		}
+	})
+	t.Run("a browser without the flow cookie cannot collect a finished request", func(t *testing.T) {
+		// The customer's own request, finished by their SSO, its callback
+		// not yet followed.
+		own := e.startLogin(t, stepper(victimJar))
+		st, loc, _ := get(t, stepper(victimJar), e.issuer+PathLogin+"?"+url.Values{"id": {own}}.Encode())
+		if st != http.StatusSeeOther || loc == nil || !strings.HasSuffix(loc.Path, "/callback") {
+			t.Fatalf("SSO for the customer's own request: %d %v", st, loc)
+		}
+		target := loc.String()
+		st, loc, body := get(t, stepper(nil), target)
+		if loc != nil && loc.Query().Get("code") != "" || st != http.StatusBadRequest {
+			t.Fatalf("cookieless callback: %d %v %.200s", st, loc, body)
+		}
+		_, loc, _ = get(t, stepper(victimJar), target)
+		if loc == nil || loc.Query().Get("code") == "" {
+			t.Fatalf("the customer's own callback: %v", loc)
+		}
+	})
+}
+
+// TestLoginFlowsStillWork checks the flows the flow cookie must not break:
+// several logins in progress in one browser (two tabs), and SSO.
+func TestLoginFlowsStillWork(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	authURL := e.authURL(e.issuer+"/demo/callback", oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier()), "S256")
+	first := e.startLogin(t, stepper(b.Jar))
+	loc := e.loginForm(t, b, authURL, "alice", "alice-demo-2025")
+	if loc.Query().Get("code") == "" {
+		t.Fatalf("password + SMS login: %v", loc)
+	}
+	// The first tab, opened before the second login, still belongs here;
+	// the SSO session finishes it.
+	st, next, _ := get(t, stepper(b.Jar), e.issuer+PathLogin+"?"+url.Values{"id": {first}}.Encode())
+	if st != http.StatusSeeOther || next == nil {
+		t.Fatalf("first tab after the second tab's login: %d %v", st, next)
+	}
+	if loc := e.loginForm(t, b, authURL, "", ""); loc.Query().Get("code") == "" {
+		t.Fatalf("SSO login: %v", loc)
+	}
+}
+
+// TestBrowserSessionHashedAtRest checks the session store never holds the
+// SSO cookie's value: a copy of the store logs no browser in.
+func TestBrowserSessionHashedAtRest(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	e.loginForm(t, b, e.authURL(e.issuer+"/demo/callback", oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier()), "S256"),
+		"alice", "alice-demo-2025")
+	u, _ := url.Parse(e.issuer)
+	var cookie string
+	for _, c := range b.Jar.Cookies(u) {
+		if c.Name == browserCookie {
+			cookie = c.Value
+		}
+	}
+	if cookie == "" {
+		t.Fatal("no SSO cookie")
+	}
+	list, err := e.p.sessions.ListSubject(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found int
+	for _, s := range list {
+		if strings.Contains(s.ID, cookie) {
+			t.Fatalf("store record %q holds the cookie's value", s.ID)
+		}
+		if strings.HasPrefix(s.ID, browserPrefix) {
+			found++
+		}
+	}
+	if found != 1 {
+		t.Fatalf("%d browser sessions in the store, want 1", found)
+	}
+	// A stolen record id is not a cookie.
+	for _, s := range list {
+		if !strings.HasPrefix(s.ID, browserPrefix) {
+			continue
+		}
+		thief := e.browser(t)
+		thief.Jar.SetCookies(u, []*http.Cookie{{Name: browserCookie, Value: strings.TrimPrefix(s.ID, browserPrefix), Path: "/"}})
+		resp, err := thief.Get(e.authURL(e.issuer+"/demo/callback", oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier()), "S256"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, resp)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, `name="password"`) {
+			t.Fatalf("the store's record id as a cookie: %d %.200s", resp.StatusCode, body)
+		}
+	}
+}
