@@ -176,6 +176,9 @@ func TestTrustBoundary(t *testing.T) {
 		{"alice reads her balance", s, "GET", "/v1/accounts/A-alice/balance", "", bearer(alice), 200},
 		{"alice reads her documents", s, "GET", "/v1/customers/alice/documents", "", bearer(alice), 200},
 		{"parcels stay public", s, "GET", "/v1/parcels/LP123456789FR", "", nil, 200},
+		// Passkey login is routed (it answered no-route before): without a
+		// login in progress it is a clear refusal, not a 404.
+		{"passkey login without a login in progress", s, "POST", "/login/passkey/begin", "id=ar_nothing", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 400},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

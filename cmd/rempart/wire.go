@@ -299,6 +299,9 @@ func identityRoutes() []config.Route {
 		{Name: "login", Match: "GET /login", Tier: "sheddable", Upstream: up},
 		{Name: identity.RouteLoginPassword, Match: "POST /login/password", Tier: "sheddable", Upstream: up},
 		{Name: identity.RouteLoginOTP, Match: "POST /login/otp", Tier: "sheddable", Upstream: up},
+		// Passkey login and registration: a signature check, not a
+		// password hash, so not behind the waiting room.
+		{Name: "login-passkey", Match: "/login/passkey/", Tier: "sheddable", Upstream: up},
 		{Name: "demo-app", Match: "/demo/", Tier: "sheddable", Upstream: up},
 	}
 }

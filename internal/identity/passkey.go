@@ -24,6 +24,7 @@ import (
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
 
+	"github.com/rempart/rempart/internal/problem"
 	"github.com/rempart/rempart/internal/identity/users"
 	"github.com/rempart/rempart/internal/session"
 )
@@ -256,6 +257,13 @@ func (p *Provider) offerPasskey(w http.ResponseWriter, r *http.Request, a *authR
 	return true
 }
 
+// passkeyProblem answers a ceremony step with an RFC 9457 problem whose
+// detail is the customer's message in their language (the page shows it).
+func passkeyProblem(w http.ResponseWriter, status int, slug, msg string) {
+	w.Header().Set("Cache-Control", "no-store")
+	problem.Write(w, problem.New(status, slug, msg))
+}
+
 func writeJSONStatus(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -268,7 +276,7 @@ func writeJSONStatus(w http.ResponseWriter, status int, v any) {
 func (p *Provider) passkeyLogin(w http.ResponseWriter, r *http.Request) (*authRequest, *pkCeremony) {
 	a, ok := p.checkFlow(r)
 	if !ok || a.user == nil || p.passkeys == nil {
-		writeJSONStatus(w, http.StatusBadRequest, map[string]string{"error": messages[pickLang(r, "")]["expired"]})
+		passkeyProblem(w, http.StatusBadRequest, "login-expired", messages[pickLang(r, "")]["expired"])
 		return nil, nil
 	}
 	k := p.passkeys
@@ -276,7 +284,7 @@ func (p *Provider) passkeyLogin(w http.ResponseWriter, r *http.Request) (*authRe
 	c := k.logins[a.id]
 	k.mu.Unlock()
 	if c == nil || c.subject != a.user.ID || k.now().After(c.expires) {
-		writeJSONStatus(w, http.StatusBadRequest, map[string]string{"error": messages[pickLang(r, a.lang)]["expired"]})
+		passkeyProblem(w, http.StatusBadRequest, "login-expired", messages[pickLang(r, a.lang)]["expired"])
 		return nil, nil
 	}
 	return a, c
@@ -294,7 +302,7 @@ func (p *Provider) passkeyBegin(w http.ResponseWriter, r *http.Request) {
 	assertion, sd, err := k.wa.BeginLogin(u)
 	if err != nil {
 		p.log.ErrorContext(r.Context(), "passkey begin", slog.Any("err", err))
-		writeJSONStatus(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
+		passkeyProblem(w, http.StatusInternalServerError, "internal", "internal error")
 		return
 	}
 	k.mu.Lock()
@@ -355,7 +363,7 @@ func (p *Provider) passkeyFinish(w http.ResponseWriter, r *http.Request) {
 			reason = pe.Details + ": " + pe.DevInfo
 		}
 		p.log.WarnContext(r.Context(), "passkey refused", slog.String("account", u.ID), slog.String("client", addr.String()), slog.String("reason", reason))
-		writeJSONStatus(w, http.StatusUnauthorized, map[string]string{"error": t["bad_passkey"]})
+		passkeyProblem(w, http.StatusUnauthorized, "bad-passkey", t["bad_passkey"])
 		return
 	}
 	now := p.cfg.Now()
@@ -368,7 +376,7 @@ func (p *Provider) passkeyFinish(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		writeJSONStatus(w, http.StatusBadRequest, map[string]string{"error": messages[lang]["expired"]})
+		passkeyProblem(w, http.StatusBadRequest, "login-expired", messages[lang]["expired"])
 		return
 	}
 	p.observe(RouteLoginPasskey, addr, u.ID, true, device)
@@ -462,7 +470,7 @@ func (p *Provider) passkeyRegisterBegin(w http.ResponseWriter, r *http.Request) 
 	}
 	s, sid, ok := p.recentSMSLogin(r)
 	if !ok {
-		writeJSONStatus(w, http.StatusUnauthorized, map[string]string{"error": passkeyMessages[lang]["need_login"]})
+		passkeyProblem(w, http.StatusUnauthorized, "login-required", passkeyMessages[lang]["need_login"])
 		return
 	}
 	k := p.passkeys
@@ -476,14 +484,14 @@ func (p *Provider) passkeyRegisterBegin(w http.ResponseWriter, r *http.Request) 
 	u = u.clone()
 	k.mu.Unlock()
 	if len(u.Credentials) >= maxPasskeys {
-		writeJSONStatus(w, http.StatusConflict, map[string]string{"error": passkeyMessages[lang]["too_many"]})
+		passkeyProblem(w, http.StatusConflict, "too-many-passkeys", passkeyMessages[lang]["too_many"])
 		return
 	}
 	creation, sd, err := k.wa.BeginRegistration(u,
 		webauthn.WithExclusions(webauthn.Credentials(u.Credentials).CredentialDescriptors()))
 	if err != nil {
 		p.log.ErrorContext(r.Context(), "passkey register begin", slog.Any("err", err))
-		writeJSONStatus(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
+		passkeyProblem(w, http.StatusInternalServerError, "internal", "internal error")
 		return
 	}
 	k.mu.Lock()
@@ -503,7 +511,7 @@ func (p *Provider) passkeyRegisterFinish(w http.ResponseWriter, r *http.Request)
 	}
 	s, sid, ok := p.recentSMSLogin(r)
 	if !ok {
-		writeJSONStatus(w, http.StatusUnauthorized, map[string]string{"error": passkeyMessages[lang]["need_login"]})
+		passkeyProblem(w, http.StatusUnauthorized, "login-required", passkeyMessages[lang]["need_login"])
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
@@ -546,7 +554,7 @@ func (p *Provider) passkeyRegisterFinish(w http.ResponseWriter, r *http.Request)
 			reason = pe.Details + ": " + pe.DevInfo
 		}
 		p.log.WarnContext(r.Context(), "passkey registration refused", slog.String("account", s.Subject), slog.String("reason", reason))
-		writeJSONStatus(w, http.StatusBadRequest, map[string]string{"error": passkeyMessages[lang]["bad_passkey"]})
+		passkeyProblem(w, http.StatusBadRequest, "bad-passkey", passkeyMessages[lang]["bad_passkey"])
 		return
 	}
 	p.log.InfoContext(r.Context(), "passkey registered", slog.String("account", s.Subject))
@@ -593,7 +601,7 @@ const say = m => { const e = $('err'); e.textContent = m; e.hidden = !m; };
 async function post(url, body) {
   const r = await fetch(url, {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body || {})});
   const j = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(j.error || r.statusText);
+  if (!r.ok) throw new Error(j.detail || r.statusText);
   return j;
 }
 const main = $('passkey'), mode = main.dataset.mode, q = '?id=' + encodeURIComponent(main.dataset.id);

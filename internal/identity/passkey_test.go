@@ -135,7 +135,7 @@ func TestPasskeyReplacesSMSAfterRegistration(t *testing.T) {
 	}
 	st, m := e.passkeyStep(t, b, id, auth)
 	if st != http.StatusOK {
-		t.Fatalf("passkey step: %d %s", st, m["error"])
+		t.Fatalf("passkey step: %d %s", st, m["detail"])
 	}
 	var redirect string
 	json.Unmarshal(m["redirect"], &redirect)
@@ -267,7 +267,7 @@ func TestPasskeyRefused(t *testing.T) {
 			}
 			// The login can go on with the genuine passkey.
 			if st, m := e.passkeyStep(t, b, id, auth); st != http.StatusOK {
-				t.Fatalf("genuine passkey after a refusal: %d %s", st, m["error"])
+				t.Fatalf("genuine passkey after a refusal: %d %s", st, m["detail"])
 			}
 		})
 	}
