@@ -24,8 +24,8 @@ import (
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
 
-	"github.com/rempart/rempart/internal/problem"
 	"github.com/rempart/rempart/internal/identity/users"
+	"github.com/rempart/rempart/internal/problem"
 	"github.com/rempart/rempart/internal/session"
 )
 
