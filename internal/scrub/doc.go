@@ -8,7 +8,10 @@
 // answers by state: GCRA rate limits per address, prefix, account and client
 // app (local, or shared through Redis), proof-of-work challenges exchanged for
 // a signed clearance, CIDR block and allow lists, and per-account login
-// throttling that slows unknown devices only.
+// throttling that slows unknown devices only. Until a surge of unknown
+// clients is called an attack, what they pass to the route is capped at its
+// surge threshold, so at most one detection window of surge-rate traffic
+// gets through however fast they send.
 //
 // # What clients see
 //
@@ -28,7 +31,7 @@
 //
 // Files by concern: scrub.go (the middleware and its policy), options.go
 // (configuration), clientaddr.go (trusted proxies), detect.go (signals and
-// states), tokens.go (challenges and clearances), respond.go (what refused
+// states, the surge cap), tokens.go (challenges and clearances), respond.go (what refused
 // clients are told, the browser page), login.go (credential stuffing),
 // lists.go (CIDR lists), seen.go (the rotating Bloom filter of known
 // addresses), ops.go (the ops API), metrics.go.

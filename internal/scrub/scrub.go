@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"html/template"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -218,19 +219,22 @@ func (s *Scrubber) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 	// what clients without one do there.
 	known := cleared || device || info.Session && !rt.login
 	obs.known = known
-	state, bits := rt.observe(now, obs, s)
+	allowed := false
+	if s.allow.size.Load() > 0 {
+		_, allowed = s.allow.lookup(client, now)
+	}
+	obs.capped = !known && !allowed
+	state, bits, admitted := rt.observe(now, obs, s)
 	if known || state == Normal {
 		// Peacetime traffic and known clients teach the seen set; traffic
 		// during a surge of strangers does not.
 		s.seen.add(client, now)
 	}
 
-	if s.allow.size.Load() > 0 {
-		if _, ok := s.allow.lookup(client, now); ok {
-			rt.m.decisions[decAllowed].Inc()
-			next.ServeHTTP(w, r)
-			return
-		}
+	if allowed {
+		rt.m.decisions[decAllowed].Inc()
+		next.ServeHTTP(w, r)
+		return
 	}
 
 	ctx := r.Context()
@@ -251,6 +255,11 @@ func (s *Scrubber) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 		}
 		rt.m.decisions[decChallenged].Inc()
 		s.challenge(w, r, prefix, bits, now)
+		return
+	case !admitted:
+		// A surge of strangers not yet classified: the route's cap.
+		rt.m.decisions[decSurgeCapped].Inc()
+		s.refuseLimited(w, rt.surgeDecision(s))
 		return
 	default:
 		factor := 1.0
@@ -304,6 +313,16 @@ func (s *Scrubber) spend(ctx context.Context, kind, key, policy string, l rateli
 		return decision{}, true
 	}
 	return decision{policy: policy, limit: l, result: res}, res.Allowed
+}
+
+// surgeDecision describes a refusal by the surge cap: a quota of the surge
+// threshold per one-second window, spent.
+func (r *route) surgeDecision(s *Scrubber) decision {
+	r.mu.Lock()
+	th := r.thresholdLocked(s)
+	r.mu.Unlock()
+	return decision{policy: "route-surge", limit: ratelimit.Limit{Rate: th, Burst: int(math.Ceil(th))},
+		result: ratelimit.Result{RetryAfter: time.Second}}
 }
 
 // limitUnknown applies the unknown-client limits scaled by factor: per
