@@ -42,12 +42,19 @@ func (s *stack) buildScrubber() error {
 		PartnerPrefixes: partners,
 		LoginRoutes:     []string{identity.RouteLoginPassword, identity.RouteLoginOTP},
 		InsecureCookies: true, // the default listener is plain HTTP on loopback
-		Device: func(r *http.Request) bool {
+		// A device cookie counts only for a login to its own account.
+		Device: func(r *http.Request) string {
 			if s.identity == nil {
-				return false
+				return ""
 			}
-			_, ok := s.identity.DeviceCookieAccount(r)
-			return ok
+			acct, _ := s.identity.DeviceCookieAccount(r)
+			return acct
+		},
+		LoginAccount: func(route string, r *http.Request) string {
+			if s.identity == nil {
+				return ""
+			}
+			return s.identity.LoginAccount(route, r)
 		},
 		Logger:     s.log.With("component", "scrub"),
 		Registerer: s.metrics.Registry,

@@ -31,8 +31,10 @@ func Example() {
 			ratelimit.NewLocal(sys, ratelimit.LocalOptions{}), sys, ratelimit.SharedOptions{}),
 		Logger:     slog.Default(),
 		Registerer: prometheus.NewRegistry(),
-		// From the identity provider, once it exists: a valid device cookie.
-		Device: func(r *http.Request) bool { return false },
+		// From the identity provider, once it exists: the account of a valid
+		// device cookie, and the account a login attempt is for.
+		Device:       func(r *http.Request) string { return "" },
+		LoginAccount: func(route string, r *http.Request) string { return r.FormValue("username") },
 	})
 	if err != nil {
 		panic(err)

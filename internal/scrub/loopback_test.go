@@ -30,11 +30,12 @@ func TestLoopbackSources(t *testing.T) {
 	}
 	const bots, perBot, customers = 300, 8, 20
 	s, err := New(Options{
-		Logger:      slog.New(slog.DiscardHandler),
-		LoginRoutes: []string{"login"},
-		Baselines:   map[string]float64{"login": 5},
-		PoW:         PoW{BaseBits: 8, MaxBits: 10},
-		Device:      func(r *http.Request) bool { return r.Header.Get("X-Test-Device") == "1" },
+		Logger:       slog.New(slog.DiscardHandler),
+		LoginRoutes:  []string{"login"},
+		Baselines:    map[string]float64{"login": 5},
+		PoW:          PoW{BaseBits: 8, MaxBits: 10},
+		Device:       testDevice,
+		LoginAccount: func(_ string, r *http.Request) string { return r.Header.Get("X-Test-Account") },
 	})
 	if err != nil {
 		t.Fatal(err)

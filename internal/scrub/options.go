@@ -94,10 +94,20 @@ type Options struct {
 	// Account limit of unknown clients ("" when none). The gateway may read
 	// it from a header or a path; the scrubber never reads bodies.
 	Account func(*http.Request) string
-	// Device, when set, reports whether the request carries a valid device
-	// cookie. The identity provider supplies it; device holders count as
-	// known clients.
-	Device func(*http.Request) bool
+	// Device, when set, returns the account a valid device cookie on the
+	// request was issued to ("" when none); the identity provider supplies
+	// it. A device cookie makes its holder a known client only on a login
+	// route, and only for a login to the cookie's own account (see
+	// LoginAccount): it spares a customer's own browser the challenges of an
+	// attack on their account and vouches for nothing else, so a copied
+	// cookie earns nothing on other routes or for other accounts.
+	Device func(*http.Request) string
+	// LoginAccount, when set, returns the account a request on a login
+	// route is an attempt for ("" when none), compared exactly with the
+	// device cookie's; the identity provider supplies it, reading the
+	// request as its login handlers do. It is asked only for requests that
+	// carry a valid device cookie.
+	LoginAccount func(route string, r *http.Request) string
 
 	// Limiter decides rate limits. Nil: a local limiter. For a cluster pass
 	// ratelimit.NewShared(ratelimit.NewRedis(client, "rempart:scrub:"), ...)

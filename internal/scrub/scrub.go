@@ -214,7 +214,7 @@ func (s *Scrubber) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 		}
 	}
 	info.Cleared = cleared
-	device := s.opts.Device != nil && s.opts.Device(r)
+	device := rt.login && s.ownDevice(r, info.Route)
 	// A session does not make a client known on a login route: logging in is
 	// what clients without one do there.
 	known := cleared || device || info.Session && !rt.login
@@ -290,6 +290,16 @@ func (s *Scrubber) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 	if info.Session {
 		rt.lateSession(now, known)
 	}
+}
+
+// ownDevice reports whether r, on a login route, carries a valid device
+// cookie of the account it logs in to.
+func (s *Scrubber) ownDevice(r *http.Request, route string) bool {
+	if s.opts.Device == nil || s.opts.LoginAccount == nil {
+		return false
+	}
+	acct := s.opts.Device(r)
+	return acct != "" && s.opts.LoginAccount(route, r) == acct
 }
 
 // decision is the outcome of a limit check that refused.

@@ -36,7 +36,8 @@ func newTestScrubber(t testing.TB, mutate func(*Options)) (*Scrubber, *clock.Fak
 		PoW:             PoW{BaseBits: 8, MaxBits: 12},
 		LoginRoutes:     []string{"login"},
 		InsecureCookies: true,
-		Device:          func(r *http.Request) bool { return r.Header.Get("X-Test-Device") == "1" },
+		Device:          testDevice,
+		LoginAccount:    func(_ string, r *http.Request) string { return r.Header.Get(accountHeader) },
 	}
 	if mutate != nil {
 		mutate(&o)
@@ -46,6 +47,19 @@ func newTestScrubber(t testing.TB, mutate func(*Options)) (*Scrubber, *clock.Fak
 		t.Fatal(err)
 	}
 	return s, clk
+}
+
+// testDevice plays the identity provider's device-cookie check: X-Test-Device
+// 1 is a valid cookie of X-Test-Device-Account, or else of the account the
+// request logs in to (X-Test-Account).
+func testDevice(r *http.Request) string {
+	if r.Header.Get("X-Test-Device") != "1" {
+		return ""
+	}
+	if a := r.Header.Get("X-Test-Device-Account"); a != "" {
+		return a
+	}
+	return r.Header.Get(accountHeader)
 }
 
 // testGateway plays the gateway around the scrubber: it puts the route in
@@ -461,4 +475,35 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestDeviceCookieOnlyForOwnLogin: under attack a device cookie lets its
+// holder through on a login route for a login to its own account, and
+// nowhere else, so a copied cookie earns a bot nothing.
+func TestDeviceCookieOnlyForOwnLogin(t *testing.T) {
+	s, _ := newTestScrubber(t, nil)
+	for _, route := range []string{"balance", "login"} {
+		s.SetMode(route, ModeAttack)
+	}
+	for _, tc := range []struct {
+		name, route   string
+		hdr           map[string]string
+		wantChallenge bool
+	}{
+		{"own account on the login route", "login", map[string]string{"X-Test-Device": "1", accountHeader: "alice"}, false},
+		{"other account on the login route", "login",
+			map[string]string{"X-Test-Device": "1", "X-Test-Device-Account": "alice", accountHeader: "bruno"}, true},
+		{"no login account on the login route", "login", map[string]string{"X-Test-Device": "1", "X-Test-Device-Account": "alice"}, true},
+		{"no cookie on the login route", "login", map[string]string{accountHeader: "alice"}, true},
+		{"valid cookie on another route", "balance", map[string]string{"X-Test-Device": "1", accountHeader: "alice"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.hdr["Accept"] = "application/json"
+			rec := get(testGateway(s, tc.route, &seenInfo{}), "198.51.100.7:1", tc.hdr)
+			challenged := rec.Code == http.StatusTooManyRequests && rec.Header().Get(HeaderChallenge) != ""
+			if challenged != tc.wantChallenge || !challenged && rec.Code != http.StatusOK {
+				t.Fatalf("got %d (challenge %v), want challenge %v", rec.Code, challenged, tc.wantChallenge)
+			}
+		})
+	}
 }

@@ -64,7 +64,8 @@ func TestSurgeCap(t *testing.T) {
 			customer := func() {
 				custSent++
 				get(h, fmt.Sprintf("127.200.%d.%d:1000", custSent/250%250, 1+custSent%250), map[string]string{
-					"Accept": "application/json", "X-Test-Device": "1", "User-Agent": "BankApp/7.1"})
+					"Accept": "application/json", "X-Test-Device": "1", accountHeader: fmt.Sprintf("C%08d", custSent),
+					"User-Agent": "BankApp/7.1"})
 			}
 			if tc.crowd > 0 {
 				for range int(2 * custRate) {
