@@ -33,13 +33,8 @@ func (s *stack) buildScrubber() error {
 	if err != nil {
 		return err
 	}
-	partners, err := parse("partner_prefixes", cfg.PartnerPrefixes)
-	if err != nil {
-		return err
-	}
 	opts := scrub.Options{
 		TrustedProxies:  trusted,
-		PartnerPrefixes: partners,
 		LoginRoutes:     []string{identity.RouteLoginPassword, identity.RouteLoginOTP},
 		InsecureCookies: true, // the default listener is plain HTTP on loopback
 		// A device cookie counts only for a login to its own account.

@@ -23,10 +23,9 @@ func Example() {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	sys := clock.System{}
 	s, err := scrub.New(scrub.Options{
-		Key:             []byte("a 32-byte secret shared by all gateways"),
-		TrustedProxies:  []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
-		PartnerPrefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, // card and ATM networks
-		LoginRoutes:     []string{"login"},
+		Key:            []byte("a 32-byte secret shared by all gateways"),
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		LoginRoutes:    []string{"login"},
 		Limiter: ratelimit.NewShared(ratelimit.NewRedis(rdb, "rempart:scrub:"),
 			ratelimit.NewLocal(sys, ratelimit.LocalOptions{}), sys, ratelimit.SharedOptions{}),
 		Logger:     slog.Default(),

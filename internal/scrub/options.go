@@ -2,7 +2,6 @@ package scrub
 
 import (
 	"crypto/rand"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,7 +17,9 @@ import (
 )
 
 // Options configure a Scrubber. The zero value works: local limits, a random
-// signing key, no trusted proxies, no partners.
+// signing key, no trusted proxies. Partners are not configured here: the
+// gateway authenticates them and names them in request.Info.Partner, and
+// the scrubber lets those requests straight through.
 type Options struct {
 	// Key signs challenges and clearances (HMAC-SHA-256), at least 32 bytes.
 	// Gateways behind one load balancer must share it, or a clearance minted
@@ -35,15 +36,6 @@ type Options struct {
 	// read, so a client cannot smuggle the other through a proxy that passes
 	// unknown headers on.
 	ClientIPHeader string
-
-	// PartnerPrefixes are the card, ATM and 3-D Secure networks. Their
-	// requests are never challenged, limited or counted by detection.
-	PartnerPrefixes []netip.Prefix
-	// PartnerCAs are the roots of partner client certificates. A request
-	// whose TLS client certificate chains to one of them is a partner's. Make
-	// the listener verify client certificates (tls.VerifyClientCertIfGiven
-	// with these roots in ClientCAs) so the check is a comparison.
-	PartnerCAs []*x509.Certificate
 
 	// LoginRoutes are the routes where passwords are checked. Under attack
 	// their unknown clients (no device cookie, no clearance) solve

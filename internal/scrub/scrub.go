@@ -2,7 +2,6 @@ package scrub
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"hash/maphash"
 	"html/template"
@@ -31,12 +30,10 @@ type Scrubber struct {
 	limiter ratelimit.Limiter
 	seed    maphash.Seed
 
-	trusted    prefixSet
-	partners   prefixSet
-	partnerCAs *x509.CertPool
-	block      *cidrList
-	allow      *cidrList
-	login      map[string]bool
+	trusted prefixSet
+	block   *cidrList
+	allow   *cidrList
+	login   map[string]bool
 
 	routesMu sync.Mutex
 	routes   atomic.Pointer[map[string]*route]
@@ -57,31 +54,24 @@ func New(opts Options) (*Scrubber, error) {
 	}
 	now := opts.Clock.Now()
 	s := &Scrubber{
-		opts:     opts,
-		clock:    opts.Clock,
-		log:      opts.Logger,
-		sign:     newSigner(opts.Key),
-		used:     usedSet{max: 1 << 18, until: map[string]int64{}},
-		seen:     newSeenSet(opts.SeenCapacity, opts.SeenMaxAge, now),
-		limiter:  opts.Limiter,
-		seed:     maphash.MakeSeed(),
-		trusted:  prefixSet(opts.TrustedProxies),
-		partners: prefixSet(opts.PartnerPrefixes),
-		block:    newCIDRList(opts.MaxListEntries),
-		allow:    newCIDRList(opts.MaxListEntries),
-		login:    map[string]bool{},
-		page:     challengePage(),
-		blocked:  blockedBody(),
-		fixed:    newFixedHeaders(),
+		opts:    opts,
+		clock:   opts.Clock,
+		log:     opts.Logger,
+		sign:    newSigner(opts.Key),
+		used:    usedSet{max: 1 << 18, until: map[string]int64{}},
+		seen:    newSeenSet(opts.SeenCapacity, opts.SeenMaxAge, now),
+		limiter: opts.Limiter,
+		seed:    maphash.MakeSeed(),
+		trusted: prefixSet(opts.TrustedProxies),
+		block:   newCIDRList(opts.MaxListEntries),
+		allow:   newCIDRList(opts.MaxListEntries),
+		login:   map[string]bool{},
+		page:    challengePage(),
+		blocked: blockedBody(),
+		fixed:   newFixedHeaders(),
 	}
 	if s.limiter == nil {
 		s.limiter = ratelimit.NewLocal(opts.Clock, ratelimit.LocalOptions{})
-	}
-	if len(opts.PartnerCAs) > 0 {
-		s.partnerCAs = x509.NewCertPool()
-		for _, c := range opts.PartnerCAs {
-			s.partnerCAs.AddCert(c)
-		}
 	}
 	for _, r := range opts.LoginRoutes {
 		s.login[r] = true
@@ -136,8 +126,8 @@ func (s *Scrubber) route(name string) *route {
 }
 
 // Middleware wraps the handler of every route. It reads the route from the
-// request's *request.Info (the gateway puts it there), sets Info.Client,
-// Info.Partner and Info.Cleared, and either passes the request on or answers
+// request's *request.Info (the gateway puts it there, with Info.Partner for
+// an authenticated partner), sets Info.Client and Info.Cleared, and either passes the request on or answers
 // it: 403 for blocked networks, 429 with a proof-of-work challenge for
 // unknown clients under attack, 429 with Retry-After and RateLimit headers
 // over a limit.
@@ -175,9 +165,12 @@ func (s *Scrubber) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 	info.Client = client
 	rt := s.route(info.Route)
 
-	if info.Partner != "" || s.isPartner(client, r) {
-		// Partners are not counted either: card and ATM traffic is not the
-		// route's customer traffic, and must not dilute or trip detection.
+	if info.Partner != "" {
+		// The gateway authenticated a partner network (client certificate
+		// or partner client token); its source address proves nothing, so
+		// that is the only exemption. Partners are not counted either: card
+		// and ATM traffic is not the route's customer traffic, and must not
+		// dilute or trip detection.
 		rt.m.decisions[decPartner].Inc()
 		next.ServeHTTP(w, r)
 		return
@@ -363,36 +356,6 @@ func (s *Scrubber) limitUnknown(ctx context.Context, r *http.Request, client net
 		}
 	}
 	return decision{}, true
-}
-
-// isPartner reports whether a request comes from a partner network: by
-// address, or by a TLS client certificate chaining to a partner root.
-func (s *Scrubber) isPartner(client netip.Addr, r *http.Request) bool {
-	if s.partners.contains(client) {
-		return true
-	}
-	if s.partnerCAs == nil || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return false
-	}
-	for _, chain := range r.TLS.VerifiedChains {
-		root := chain[len(chain)-1]
-		for _, ca := range s.opts.PartnerCAs {
-			if root.Equal(ca) {
-				return true
-			}
-		}
-	}
-	if len(r.TLS.VerifiedChains) > 0 {
-		return false // verified, but to someone else's root
-	}
-	// The listener asked for a certificate without verifying it: verify here.
-	inter := x509.NewCertPool()
-	for _, c := range r.TLS.PeerCertificates[1:] {
-		inter.AddCert(c)
-	}
-	_, err := r.TLS.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: s.partnerCAs, Intermediates: inter,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, CurrentTime: s.clock.Now()})
-	return err == nil
 }
 
 // GrantClearance gives the client of r a clearance with the response, as
