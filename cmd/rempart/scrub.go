@@ -34,9 +34,12 @@ func (s *stack) buildScrubber() error {
 		return err
 	}
 	opts := scrub.Options{
-		TrustedProxies:  trusted,
-		LoginRoutes:     []string{identity.RouteLoginPassword, identity.RouteLoginOTP},
-		InsecureCookies: true, // the default listener is plain HTTP on loopback
+		TrustedProxies: trusted,
+		LoginRoutes:    []string{identity.RouteLoginPassword, identity.RouteLoginOTP},
+		// The routes names of identityRoutes: the authorization request and
+		// the login page, where no account is named yet.
+		LoginStartRoutes: []string{"oidc-authorize", "login"},
+		InsecureCookies:  true, // the default listener is plain HTTP on loopback
 		// A device cookie counts only for a login to its own account.
 		Device: func(r *http.Request) string {
 			if s.identity == nil {

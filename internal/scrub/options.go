@@ -41,6 +41,13 @@ type Options struct {
 	// their unknown clients (no device cookie, no clearance) solve
 	// proof-of-work before the request reaches the identity provider.
 	LoginRoutes []string
+	// LoginStartRoutes begin a login before any account is named (the
+	// authorization request, the login page). A valid device cookie makes
+	// its holder known there: the customer's own phone starts its login
+	// through an attack, and the account it then logs in to is checked
+	// against the cookie's on the LoginRoutes. Nothing is spent or moved on
+	// these routes, so a copied cookie gains the start of a login, no more.
+	LoginStartRoutes []string
 
 	// Limits apply to clients that are not known (no session, clearance or
 	// device cookie): as they are in a flash crowd, scaled up by

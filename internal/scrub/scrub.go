@@ -34,6 +34,7 @@ type Scrubber struct {
 	block   *cidrList
 	allow   *cidrList
 	login   map[string]bool
+	start   map[string]bool // login start routes
 
 	routesMu sync.Mutex
 	routes   atomic.Pointer[map[string]*route]
@@ -66,6 +67,7 @@ func New(opts Options) (*Scrubber, error) {
 		block:   newCIDRList(opts.MaxListEntries),
 		allow:   newCIDRList(opts.MaxListEntries),
 		login:   map[string]bool{},
+		start:   map[string]bool{},
 		page:    challengePage(),
 		blocked: blockedBody(),
 		fixed:   newFixedHeaders(),
@@ -75,6 +77,9 @@ func New(opts Options) (*Scrubber, error) {
 	}
 	for _, r := range opts.LoginRoutes {
 		s.login[r] = true
+	}
+	for _, r := range opts.LoginStartRoutes {
+		s.start[r] = true
 	}
 	empty := map[string]*route{}
 	s.routes.Store(&empty)
@@ -207,7 +212,7 @@ func (s *Scrubber) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 		}
 	}
 	info.Cleared = cleared
-	device := rt.login && s.ownDevice(r, info.Route)
+	device := (rt.login || s.start[info.Route]) && s.ownDevice(r, info.Route)
 	// A session does not make a client known on a login route: logging in is
 	// what clients without one do there.
 	known := cleared || device || info.Session && !rt.login
@@ -286,13 +291,20 @@ func (s *Scrubber) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 }
 
 // ownDevice reports whether r, on a login route, carries a valid device
-// cookie of the account it logs in to.
+// cookie of the account it logs in to; on a login start route, a valid
+// device cookie at all (no account is named yet).
 func (s *Scrubber) ownDevice(r *http.Request, route string) bool {
-	if s.opts.Device == nil || s.opts.LoginAccount == nil {
+	if s.opts.Device == nil {
 		return false
 	}
 	acct := s.opts.Device(r)
-	return acct != "" && s.opts.LoginAccount(route, r) == acct
+	if acct == "" {
+		return false
+	}
+	if s.start[route] {
+		return true
+	}
+	return s.opts.LoginAccount != nil && s.opts.LoginAccount(route, r) == acct
 }
 
 // decision is the outcome of a limit check that refused.

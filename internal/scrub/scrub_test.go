@@ -29,15 +29,16 @@ func newTestScrubber(t testing.TB, mutate func(*Options)) (*Scrubber, *clock.Fak
 	t.Helper()
 	clk := clock.NewFake(epoch)
 	o := Options{
-		Key:             []byte("0123456789abcdef0123456789abcdef"),
-		Clock:           clk,
-		Logger:          slog.New(slog.DiscardHandler),
-		Registerer:      prometheus.NewRegistry(),
-		PoW:             PoW{BaseBits: 8, MaxBits: 12},
-		LoginRoutes:     []string{"login"},
-		InsecureCookies: true,
-		Device:          testDevice,
-		LoginAccount:    func(_ string, r *http.Request) string { return r.Header.Get(accountHeader) },
+		Key:              []byte("0123456789abcdef0123456789abcdef"),
+		Clock:            clk,
+		Logger:           slog.New(slog.DiscardHandler),
+		Registerer:       prometheus.NewRegistry(),
+		PoW:              PoW{BaseBits: 8, MaxBits: 12},
+		LoginRoutes:      []string{"login"},
+		LoginStartRoutes: []string{"authorize"},
+		InsecureCookies:  true,
+		Device:           testDevice,
+		LoginAccount:     func(_ string, r *http.Request) string { return r.Header.Get(accountHeader) },
 	}
 	if mutate != nil {
 		mutate(&o)
@@ -493,7 +494,7 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 // nowhere else, so a copied cookie earns a bot nothing.
 func TestDeviceCookieOnlyForOwnLogin(t *testing.T) {
 	s, _ := newTestScrubber(t, nil)
-	for _, route := range []string{"balance", "login"} {
+	for _, route := range []string{"balance", "login", "authorize"} {
 		s.SetMode(route, ModeAttack)
 	}
 	for _, tc := range []struct {
@@ -507,6 +508,8 @@ func TestDeviceCookieOnlyForOwnLogin(t *testing.T) {
 		{"no login account on the login route", "login", map[string]string{"X-Test-Device": "1", "X-Test-Device-Account": "alice"}, true},
 		{"no cookie on the login route", "login", map[string]string{accountHeader: "alice"}, true},
 		{"valid cookie on another route", "balance", map[string]string{"X-Test-Device": "1", accountHeader: "alice"}, true},
+		{"valid cookie where a login starts", "authorize", map[string]string{"X-Test-Device": "1", "X-Test-Device-Account": "alice"}, false},
+		{"no cookie where a login starts", "authorize", map[string]string{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.hdr["Accept"] = "application/json"
