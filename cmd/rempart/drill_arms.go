@@ -282,11 +282,11 @@ type rempartArm struct {
 	c         *child
 }
 
-// armConfig is the generated configuration of both arms. Partner networks
-// in the drill send from 127.0.0.1 (populations without `sources` use the
-// generator's pooled connections, which the kernel binds to 127.0.0.1 when
-// dialling 127.0.0.1); every other population sends from 127.64.0.0/10. So
-// 127.0.0.1/32 is the partners' prefix, and nothing else is in it.
+// armConfig is the generated configuration of both arms. The scrubber no
+// longer exempts partners by source address (they send from 127.0.0.1, the
+// generator's pooled connections), only by the identity the gateway
+// authenticates; until the drill's partners present certificates their
+// traffic is scrubbed like anyone's.
 //
 // Both arms hash passwords at a quarter of OWASP's memory and one pass
 // (about an eighth of the cost, ~3 ms a check here): the drill's login
@@ -311,7 +311,6 @@ estate:
 identity:
   password_hash: {memory_kib: 4864, time: 1}
 scrub:
-  partner_prefixes: ["127.0.0.1/32"]
   warm_up: 2s
 `, customers)
 }

@@ -33,21 +33,26 @@ func (s *stack) buildScrubber() error {
 	if err != nil {
 		return err
 	}
-	partners, err := parse("partner_prefixes", cfg.PartnerPrefixes)
-	if err != nil {
-		return err
-	}
 	opts := scrub.Options{
-		TrustedProxies:  trusted,
-		PartnerPrefixes: partners,
-		LoginRoutes:     []string{identity.RouteLoginPassword, identity.RouteLoginOTP},
-		InsecureCookies: true, // the default listener is plain HTTP on loopback
-		Device: func(r *http.Request) bool {
+		TrustedProxies: trusted,
+		LoginRoutes:    []string{identity.RouteLoginPassword, identity.RouteLoginOTP},
+		// The routes names of identityRoutes: the authorization request and
+		// the login page, where no account is named yet.
+		LoginStartRoutes: []string{"oidc-authorize", "login"},
+		InsecureCookies:  true, // the default listener is plain HTTP on loopback
+		// A device cookie counts only for a login to its own account.
+		Device: func(r *http.Request) string {
 			if s.identity == nil {
-				return false
+				return ""
 			}
-			_, ok := s.identity.DeviceCookieAccount(r)
-			return ok
+			acct, _ := s.identity.DeviceCookieAccount(r)
+			return acct
+		},
+		LoginAccount: func(route string, r *http.Request) string {
+			if s.identity == nil {
+				return ""
+			}
+			return s.identity.LoginAccount(route, r)
 		},
 		Logger:     s.log.With("component", "scrub"),
 		Registerer: s.metrics.Registry,

@@ -159,9 +159,12 @@ type Scrub struct {
 	// TrustedProxies are CIDR prefixes of load balancers whose
 	// X-Forwarded-For is believed; from anyone else it is ignored.
 	TrustedProxies []string `yaml:"trusted_proxies"`
-	// PartnerPrefixes are CIDR prefixes of the card, ATM and 3-D Secure
-	// networks: never challenged or rate limited.
-	PartnerPrefixes []string `yaml:"partner_prefixes"`
+	// PartnerPrefixes is no longer accepted: a source address is not an
+	// identity. Partners are identified by their client certificate (or a
+	// partner client's token) under partners:, and those are what the
+	// scrubber exempts. Kept only to refuse old configs with that message
+	// instead of letting a partner exemption silently disappear.
+	PartnerPrefixes []string `yaml:"partner_prefixes,omitempty"`
 	// RedisURL, when set, shares rate limits between gateways through Redis
 	// (falling back to local limits if Redis is lost).
 	RedisURL string `yaml:"redis_url"`
@@ -840,12 +843,16 @@ func (c *Config) validate() []*Error {
 	for _, l := range []struct {
 		field string
 		list  []string
-	}{{"scrub.trusted_proxies", c.Scrub.TrustedProxies}, {"scrub.partner_prefixes", c.Scrub.PartnerPrefixes}} {
+	}{{"scrub.trusted_proxies", c.Scrub.TrustedProxies}} {
 		for i, p := range l.list {
 			if _, err := netip.ParsePrefix(p); err != nil {
 				bad(fmt.Sprintf("%s[%d]", l.field, i), "%q is not a CIDR prefix such as 10.0.0.0/8", p)
 			}
 		}
+	}
+	if c.Scrub.PartnerPrefixes != nil {
+		bad("scrub.partner_prefixes", "is no longer supported: partners are identified by their client certificate "+
+			"(partners: in the config), not by source address; remove it")
 	}
 	if c.Scrub.RedisURL != "" {
 		if u, err := url.Parse(c.Scrub.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {

@@ -87,6 +87,7 @@ type bucket struct {
 	sec                          int64
 	total, known, session, fresh uint32
 	logins, loginFails           uint32
+	passed                       uint32 // unknown requests the surge cap let through
 	addr, prefix, fp             [histBins]uint32
 }
 
@@ -158,6 +159,9 @@ type observation struct {
 	addr, prefix, fp uint64 // hashes
 	known, session   bool
 	fresh            bool // never-seen address
+	// capped: an unknown client the surge cap applies to (not known, not
+	// allow-listed).
+	capped bool
 }
 
 func (r *route) effective() State { return State(r.state.Load()) }
@@ -223,8 +227,9 @@ func (r *route) quiet(n int64, s *Scrubber) {
 }
 
 // observe records one request and, when due, re-evaluates the state. It
-// returns the effective state and the current difficulty.
-func (r *route) observe(now time.Time, o observation, s *Scrubber) (State, int) {
+// returns the effective state, the current difficulty and, for a capped
+// observation, whether the surge cap let it through (see admitLocked).
+func (r *route) observe(now time.Time, o observation, s *Scrubber) (State, int, bool) {
 	r.mu.Lock()
 	r.rotateLocked(now, s)
 	b := &r.b[r.sec%windowBuckets]
@@ -244,8 +249,52 @@ func (r *route) observe(now time.Time, o observation, s *Scrubber) (State, int) 
 	if now.UnixNano() >= r.nextEval {
 		r.evaluateLocked(now, s)
 	}
+	admit := !o.capped || r.admitLocked(now, s)
 	r.mu.Unlock()
-	return r.effective(), int(r.bits.Load())
+	return r.effective(), int(r.bits.Load()), admit
+}
+
+// admitLocked is the surge cap. Until a route is called an attack, the
+// unknown clients it lets through are counted in the same sliding one-second
+// window as detection, and none passes once that count has reached the surge
+// threshold. Detection needs up to one window (plus an evaluation interval)
+// to call a surge of strangers an attack; meanwhile at most one window of
+// surge-rate traffic reaches the handler, however fast the attacker sends.
+// The cap holds in a flash crowd too: one carried by known clients leaves
+// little room for strangers, and a surge of strangers arriving in it has not
+// been classified yet. Refused requests still count towards the rate, so the
+// cap never hides a flood from detection. Under attack strangers are
+// challenged instead; a mode set by hand is the operator's classification
+// and lifts the cap; a route still warming up has no threshold yet. Known
+// clients are never capped: they are not observed as capped.
+func (r *route) admitLocked(now time.Time, s *Scrubber) bool {
+	if r.effective() == Attack || Mode(r.mode.Load()) != ModeAuto || r.learned < warmUp(&s.opts.Detection) {
+		return true
+	}
+	cur, prev, w := r.slideLocked(now)
+	if float64(cur.passed)+w*float64(prev.passed)+1 > r.thresholdLocked(s) {
+		return false
+	}
+	cur.passed++
+	return true
+}
+
+// thresholdLocked is the rate at which a surge starts, in requests per second.
+func (r *route) thresholdLocked(s *Scrubber) float64 {
+	d := &s.opts.Detection
+	return math.Max(d.SurgeFactor*r.baseline, d.MinRate)
+}
+
+// slideLocked returns the window's current and previous buckets and the
+// weight of the previous one: the part of it still inside the sliding second.
+func (r *route) slideLocked(now time.Time) (cur, prev *bucket, w float64) {
+	cur = &r.b[r.sec%windowBuckets]
+	prev = &r.b[(r.sec-1+windowBuckets)%windowBuckets]
+	frac := float64(now.Sub(time.Unix(r.sec, 0))) / float64(time.Second)
+	if prev.sec == r.sec-1 && frac < 1 {
+		w = 1 - frac
+	}
+	return cur, prev, w
 }
 
 // lateSession records that a request observed without a session turned out
@@ -287,20 +336,14 @@ func (r *route) evaluate(now time.Time, s *Scrubber) {
 
 // signalsLocked measures the sliding last second.
 func (r *route) signalsLocked(now time.Time, s *Scrubber) Signals {
-	d := &s.opts.Detection
-	cur := &r.b[r.sec%windowBuckets]
+	cur, prev, w := r.slideLocked(now)
 	frac := float64(now.Sub(time.Unix(r.sec, 0))) / float64(time.Second)
-	w := 0.0
-	prev := &r.b[(r.sec-1+windowBuckets)%windowBuckets]
-	if prev.sec == r.sec-1 && frac < 1 {
-		w = 1 - frac
-	}
 	sum := func(c, p uint32) float64 { return float64(c) + w*float64(p) }
 	var sig Signals
 	total := sum(cur.total, prev.total)
 	sig.Rate = total
 	sig.Baseline = r.baseline
-	sig.SurgeThreshold = math.Max(d.SurgeFactor*r.baseline, d.MinRate)
+	sig.SurgeThreshold = r.thresholdLocked(s)
 	if total > 0 {
 		sig.KnownShare = sum(cur.known, prev.known) / total
 		sig.SessionShare = sum(cur.session, prev.session) / total

@@ -1,14 +1,17 @@
 // Package scrub tells a holiday rush from a botnet and makes the bots pay. One
 // Scrubber sits in front of every route: it resolves the real client address
-// (trusting forwarding headers only from configured proxies), lets partner
-// networks straight through, watches each route's traffic in one-second
-// buckets (rate against a learned baseline, source and fingerprint
-// concentration, share of known clients, login failures, never-seen
+// (trusting forwarding headers only from configured proxies), lets partners
+// the gateway authenticated straight through, watches each route's traffic
+// in one-second buckets (rate against a learned baseline, source and
+// fingerprint concentration, share of known clients, login failures, never-seen
 // addresses) to put it in a state — normal, flash_crowd or attack — and
 // answers by state: GCRA rate limits per address, prefix, account and client
 // app (local, or shared through Redis), proof-of-work challenges exchanged for
 // a signed clearance, CIDR block and allow lists, and per-account login
-// throttling that slows unknown devices only.
+// throttling that slows unknown devices only. Until a surge of unknown
+// clients is called an attack, what they pass to the route is capped at its
+// surge threshold, so at most one detection window of surge-rate traffic
+// gets through however fast they send.
 //
 // # What clients see
 //
@@ -27,11 +30,11 @@
 // networks get 403.
 //
 // Files by concern: scrub.go (the middleware and its policy), options.go
-// (configuration), clientaddr.go (trusted proxies), detect.go (signals and
-// states), tokens.go (challenges and clearances), respond.go (what refused
-// clients are told, the browser page), login.go (credential stuffing),
-// lists.go (CIDR lists), seen.go (the rotating Bloom filter of known
-// addresses), ops.go (the ops API), metrics.go.
+// (configuration), clientaddr.go (trusted proxies), detect.go (signals,
+// states and the surge cap), tokens.go (challenges and clearances),
+// respond.go (what refused clients are told, the browser page), login.go
+// (credential stuffing), lists.go (CIDR lists), seen.go (the rotating Bloom
+// filter of known addresses), ops.go (the ops API), metrics.go.
 //
 // Subpackages: pow (the proof-of-work wire format and solver, stdlib only, for
 // the client SDK to copy), ratelimit (GCRA backends), breach (k-anonymity

@@ -23,16 +23,17 @@ func Example() {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	sys := clock.System{}
 	s, err := scrub.New(scrub.Options{
-		Key:             []byte("a 32-byte secret shared by all gateways"),
-		TrustedProxies:  []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
-		PartnerPrefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, // card and ATM networks
-		LoginRoutes:     []string{"login"},
+		Key:            []byte("a 32-byte secret shared by all gateways"),
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		LoginRoutes:    []string{"login"},
 		Limiter: ratelimit.NewShared(ratelimit.NewRedis(rdb, "rempart:scrub:"),
 			ratelimit.NewLocal(sys, ratelimit.LocalOptions{}), sys, ratelimit.SharedOptions{}),
 		Logger:     slog.Default(),
 		Registerer: prometheus.NewRegistry(),
-		// From the identity provider, once it exists: a valid device cookie.
-		Device: func(r *http.Request) bool { return false },
+		// From the identity provider, once it exists: the account of a valid
+		// device cookie, and the account a login attempt is for.
+		Device:       func(r *http.Request) string { return "" },
+		LoginAccount: func(route string, r *http.Request) string { return r.FormValue("username") },
 	})
 	if err != nil {
 		panic(err)

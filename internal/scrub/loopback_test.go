@@ -21,19 +21,21 @@ import (
 // TestLoopbackSources plays a few hundred real clients, each bound to its own
 // 127.x.y.z source address with net.Dialer.LocalAddr, against a loopback
 // listener on the real clock: the scrubber must tell them apart by their
-// RemoteAddr, detect the credential stuffing, challenge the bots and leave
-// the device-cookie customers alone.
+// RemoteAddr, detect the attack, refuse bots and leave the device-cookie
+// customers alone. It checks plumbing over real sockets, not counts that
+// depend on the machine's speed.
 func TestLoopbackSources(t *testing.T) {
 	if testing.Short() {
 		t.Skip("binds hundreds of loopback sources: skipped in -short mode")
 	}
 	const bots, perBot, customers = 300, 8, 20
 	s, err := New(Options{
-		Logger:      slog.New(slog.DiscardHandler),
-		LoginRoutes: []string{"login"},
-		Baselines:   map[string]float64{"login": 5},
-		PoW:         PoW{BaseBits: 8, MaxBits: 10},
-		Device:      func(r *http.Request) bool { return r.Header.Get("X-Test-Device") == "1" },
+		Logger:       slog.New(slog.DiscardHandler),
+		LoginRoutes:  []string{"login"},
+		Baselines:    map[string]float64{"login": 5},
+		PoW:          PoW{BaseBits: 8, MaxBits: 10},
+		Device:       testDevice,
+		LoginAccount: func(_ string, r *http.Request) string { return r.Header.Get("X-Test-Account") },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -184,15 +186,13 @@ func TestLoopbackSources(t *testing.T) {
 	if st.Detected != Attack {
 		t.Errorf("detected %s, want attack", st.Detected)
 	}
-	if firstChallenge.Load() == 0 || toMitigation > 5*time.Second {
-		t.Errorf("onset to first refusal %v, want <= 5s", toMitigation)
-	}
-	// How many bot requests slip through before detection depends on how
-	// fast the machine runs the bots against the 1 s detection buckets, so
-	// this real-socket test only asks that mitigation took most of them; the
-	// >= 99 % figure is proven on a fake clock in the botnet scenario test.
-	if float64(botsUpstream.Load()) > 0.5*float64(botTotal.Load()) {
-		t.Errorf("%d of %d bot requests reached the identity provider", botsUpstream.Load(), botTotal.Load())
+	// Plumbing only: how many bot requests slip through before detection,
+	// and how soon it comes, depend on how fast this machine runs the bots
+	// (the race detector slows them several times). The bound on what
+	// passes before classification is proven on the fake clock in
+	// TestSurgeCap, the share refused in the botnet scenario test.
+	if firstChallenge.Load() == 0 {
+		t.Error("no bot request was refused")
 	}
 	if custRefused.Load() != 0 || lockouts.Load() != 0 {
 		t.Errorf("device-cookie customers refused %d times, %d lockouts", custRefused.Load(), lockouts.Load())

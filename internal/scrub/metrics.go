@@ -17,11 +17,12 @@ const (
 	decLimited
 	decChallenged
 	decSolved
+	decSurgeCapped
 	numDecisions
 )
 
 func decisionName(d int) string {
-	return [...]string{"passed", "partner", "allowlisted", "blocked", "limited", "challenged", "solved"}[d]
+	return [...]string{"passed", "partner", "allowlisted", "blocked", "limited", "challenged", "solved", "surge_capped"}[d]
 }
 
 type metrics struct {
@@ -46,7 +47,7 @@ func newMetrics(s *Scrubber, reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rempart_scrub_decisions_total",
-			Help: "Requests by route and what the scrubber did: passed, partner, allowlisted, blocked, limited, challenged, solved.",
+			Help: "Requests by route and what the scrubber did: passed, partner, allowlisted, blocked, limited, challenged, solved, surge_capped (an unclassified surge of unknown clients over the route's cap).",
 		}, []string{"route", "decision"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rempart_scrub_transitions_total",

@@ -2,7 +2,6 @@ package scrub
 
 import (
 	"crypto/rand"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,7 +17,9 @@ import (
 )
 
 // Options configure a Scrubber. The zero value works: local limits, a random
-// signing key, no trusted proxies, no partners.
+// signing key, no trusted proxies. Partners are not configured here: the
+// gateway authenticates them and names them in request.Info.Partner, and
+// the scrubber lets those requests straight through.
 type Options struct {
 	// Key signs challenges and clearances (HMAC-SHA-256), at least 32 bytes.
 	// Gateways behind one load balancer must share it, or a clearance minted
@@ -36,19 +37,17 @@ type Options struct {
 	// unknown headers on.
 	ClientIPHeader string
 
-	// PartnerPrefixes are the card, ATM and 3-D Secure networks. Their
-	// requests are never challenged, limited or counted by detection.
-	PartnerPrefixes []netip.Prefix
-	// PartnerCAs are the roots of partner client certificates. A request
-	// whose TLS client certificate chains to one of them is a partner's. Make
-	// the listener verify client certificates (tls.VerifyClientCertIfGiven
-	// with these roots in ClientCAs) so the check is a comparison.
-	PartnerCAs []*x509.Certificate
-
 	// LoginRoutes are the routes where passwords are checked. Under attack
 	// their unknown clients (no device cookie, no clearance) solve
 	// proof-of-work before the request reaches the identity provider.
 	LoginRoutes []string
+	// LoginStartRoutes begin a login before any account is named (the
+	// authorization request, the login page). A valid device cookie makes
+	// its holder known there: the customer's own phone starts its login
+	// through an attack, and the account it then logs in to is checked
+	// against the cookie's on the LoginRoutes. Nothing is spent or moved on
+	// these routes, so a copied cookie gains the start of a login, no more.
+	LoginStartRoutes []string
 
 	// Limits apply to clients that are not known (no session, clearance or
 	// device cookie): as they are in a flash crowd, scaled up by
@@ -94,10 +93,20 @@ type Options struct {
 	// Account limit of unknown clients ("" when none). The gateway may read
 	// it from a header or a path; the scrubber never reads bodies.
 	Account func(*http.Request) string
-	// Device, when set, reports whether the request carries a valid device
-	// cookie. The identity provider supplies it; device holders count as
-	// known clients.
-	Device func(*http.Request) bool
+	// Device, when set, returns the account a valid device cookie on the
+	// request was issued to ("" when none); the identity provider supplies
+	// it. A device cookie makes its holder a known client only on a login
+	// route, and only for a login to the cookie's own account (see
+	// LoginAccount): it spares a customer's own browser the challenges of an
+	// attack on their account and vouches for nothing else, so a copied
+	// cookie earns nothing on other routes or for other accounts.
+	Device func(*http.Request) string
+	// LoginAccount, when set, returns the account a request on a login
+	// route is an attempt for ("" when none), compared exactly with the
+	// device cookie's; the identity provider supplies it, reading the
+	// request as its login handlers do. It is asked only for requests that
+	// carry a valid device cookie.
+	LoginAccount func(route string, r *http.Request) string
 
 	// Limiter decides rate limits. Nil: a local limiter. For a cluster pass
 	// ratelimit.NewShared(ratelimit.NewRedis(client, "rempart:scrub:"), ...)

@@ -2,11 +2,11 @@ package scrub
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"hash/maphash"
 	"html/template"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -30,12 +30,11 @@ type Scrubber struct {
 	limiter ratelimit.Limiter
 	seed    maphash.Seed
 
-	trusted    prefixSet
-	partners   prefixSet
-	partnerCAs *x509.CertPool
-	block      *cidrList
-	allow      *cidrList
-	login      map[string]bool
+	trusted prefixSet
+	block   *cidrList
+	allow   *cidrList
+	login   map[string]bool
+	start   map[string]bool // login start routes
 
 	routesMu sync.Mutex
 	routes   atomic.Pointer[map[string]*route]
@@ -56,34 +55,31 @@ func New(opts Options) (*Scrubber, error) {
 	}
 	now := opts.Clock.Now()
 	s := &Scrubber{
-		opts:     opts,
-		clock:    opts.Clock,
-		log:      opts.Logger,
-		sign:     newSigner(opts.Key),
-		used:     usedSet{max: 1 << 18, until: map[string]int64{}},
-		seen:     newSeenSet(opts.SeenCapacity, opts.SeenMaxAge, now),
-		limiter:  opts.Limiter,
-		seed:     maphash.MakeSeed(),
-		trusted:  prefixSet(opts.TrustedProxies),
-		partners: prefixSet(opts.PartnerPrefixes),
-		block:    newCIDRList(opts.MaxListEntries),
-		allow:    newCIDRList(opts.MaxListEntries),
-		login:    map[string]bool{},
-		page:     challengePage(),
-		blocked:  blockedBody(),
-		fixed:    newFixedHeaders(),
+		opts:    opts,
+		clock:   opts.Clock,
+		log:     opts.Logger,
+		sign:    newSigner(opts.Key),
+		used:    usedSet{max: 1 << 18, until: map[string]int64{}},
+		seen:    newSeenSet(opts.SeenCapacity, opts.SeenMaxAge, now),
+		limiter: opts.Limiter,
+		seed:    maphash.MakeSeed(),
+		trusted: prefixSet(opts.TrustedProxies),
+		block:   newCIDRList(opts.MaxListEntries),
+		allow:   newCIDRList(opts.MaxListEntries),
+		login:   map[string]bool{},
+		start:   map[string]bool{},
+		page:    challengePage(),
+		blocked: blockedBody(),
+		fixed:   newFixedHeaders(),
 	}
 	if s.limiter == nil {
 		s.limiter = ratelimit.NewLocal(opts.Clock, ratelimit.LocalOptions{})
 	}
-	if len(opts.PartnerCAs) > 0 {
-		s.partnerCAs = x509.NewCertPool()
-		for _, c := range opts.PartnerCAs {
-			s.partnerCAs.AddCert(c)
-		}
-	}
 	for _, r := range opts.LoginRoutes {
 		s.login[r] = true
+	}
+	for _, r := range opts.LoginStartRoutes {
+		s.start[r] = true
 	}
 	empty := map[string]*route{}
 	s.routes.Store(&empty)
@@ -135,8 +131,8 @@ func (s *Scrubber) route(name string) *route {
 }
 
 // Middleware wraps the handler of every route. It reads the route from the
-// request's *request.Info (the gateway puts it there), sets Info.Client,
-// Info.Partner and Info.Cleared, and either passes the request on or answers
+// request's *request.Info (the gateway puts it there, with Info.Partner for
+// an authenticated partner), sets Info.Client and Info.Cleared, and either passes the request on or answers
 // it: 403 for blocked networks, 429 with a proof-of-work challenge for
 // unknown clients under attack, 429 with Retry-After and RateLimit headers
 // over a limit.
@@ -174,9 +170,12 @@ func (s *Scrubber) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 	info.Client = client
 	rt := s.route(info.Route)
 
-	if info.Partner != "" || s.isPartner(client, r) {
-		// Partners are not counted either: card and ATM traffic is not the
-		// route's customer traffic, and must not dilute or trip detection.
+	if info.Partner != "" {
+		// The gateway authenticated a partner network (client certificate
+		// or partner client token); its source address proves nothing, so
+		// that is the only exemption. Partners are not counted either: card
+		// and ATM traffic is not the route's customer traffic, and must not
+		// dilute or trip detection.
 		rt.m.decisions[decPartner].Inc()
 		next.ServeHTTP(w, r)
 		return
@@ -213,24 +212,27 @@ func (s *Scrubber) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 		}
 	}
 	info.Cleared = cleared
-	device := s.opts.Device != nil && s.opts.Device(r)
+	device := (rt.login || s.start[info.Route]) && s.ownDevice(r, info.Route)
 	// A session does not make a client known on a login route: logging in is
 	// what clients without one do there.
 	known := cleared || device || info.Session && !rt.login
 	obs.known = known
-	state, bits := rt.observe(now, obs, s)
+	allowed := false
+	if s.allow.size.Load() > 0 {
+		_, allowed = s.allow.lookup(client, now)
+	}
+	obs.capped = !known && !allowed
+	state, bits, admitted := rt.observe(now, obs, s)
 	if known || state == Normal {
 		// Peacetime traffic and known clients teach the seen set; traffic
 		// during a surge of strangers does not.
 		s.seen.add(client, now)
 	}
 
-	if s.allow.size.Load() > 0 {
-		if _, ok := s.allow.lookup(client, now); ok {
-			rt.m.decisions[decAllowed].Inc()
-			next.ServeHTTP(w, r)
-			return
-		}
+	if allowed {
+		rt.m.decisions[decAllowed].Inc()
+		next.ServeHTTP(w, r)
+		return
 	}
 
 	ctx := r.Context()
@@ -251,6 +253,11 @@ func (s *Scrubber) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 		}
 		rt.m.decisions[decChallenged].Inc()
 		s.challenge(w, r, prefix, bits, now)
+		return
+	case !admitted:
+		// A surge of strangers not yet classified: the route's cap.
+		rt.m.decisions[decSurgeCapped].Inc()
+		s.refuseLimited(w, rt.surgeDecision(s))
 		return
 	default:
 		factor := 1.0
@@ -283,6 +290,23 @@ func (s *Scrubber) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 	}
 }
 
+// ownDevice reports whether r, on a login route, carries a valid device
+// cookie of the account it logs in to; on a login start route, a valid
+// device cookie at all (no account is named yet).
+func (s *Scrubber) ownDevice(r *http.Request, route string) bool {
+	if s.opts.Device == nil {
+		return false
+	}
+	acct := s.opts.Device(r)
+	if acct == "" {
+		return false
+	}
+	if s.start[route] {
+		return true
+	}
+	return s.opts.LoginAccount != nil && s.opts.LoginAccount(route, r) == acct
+}
+
 // decision is the outcome of a limit check that refused.
 type decision struct {
 	policy string
@@ -304,6 +328,16 @@ func (s *Scrubber) spend(ctx context.Context, kind, key, policy string, l rateli
 		return decision{}, true
 	}
 	return decision{policy: policy, limit: l, result: res}, res.Allowed
+}
+
+// surgeDecision describes a refusal by the surge cap: a quota of the surge
+// threshold per one-second window, spent.
+func (r *route) surgeDecision(s *Scrubber) decision {
+	r.mu.Lock()
+	th := r.thresholdLocked(s)
+	r.mu.Unlock()
+	return decision{policy: "route-surge", limit: ratelimit.Limit{Rate: th, Burst: int(math.Ceil(th))},
+		result: ratelimit.Result{RetryAfter: time.Second}}
 }
 
 // limitUnknown applies the unknown-client limits scaled by factor: per
@@ -334,36 +368,6 @@ func (s *Scrubber) limitUnknown(ctx context.Context, r *http.Request, client net
 		}
 	}
 	return decision{}, true
-}
-
-// isPartner reports whether a request comes from a partner network: by
-// address, or by a TLS client certificate chaining to a partner root.
-func (s *Scrubber) isPartner(client netip.Addr, r *http.Request) bool {
-	if s.partners.contains(client) {
-		return true
-	}
-	if s.partnerCAs == nil || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return false
-	}
-	for _, chain := range r.TLS.VerifiedChains {
-		root := chain[len(chain)-1]
-		for _, ca := range s.opts.PartnerCAs {
-			if root.Equal(ca) {
-				return true
-			}
-		}
-	}
-	if len(r.TLS.VerifiedChains) > 0 {
-		return false // verified, but to someone else's root
-	}
-	// The listener asked for a certificate without verifying it: verify here.
-	inter := x509.NewCertPool()
-	for _, c := range r.TLS.PeerCertificates[1:] {
-		inter.AddCert(c)
-	}
-	_, err := r.TLS.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: s.partnerCAs, Intermediates: inter,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, CurrentTime: s.clock.Now()})
-	return err == nil
 }
 
 // GrantClearance gives the client of r a clearance with the response, as

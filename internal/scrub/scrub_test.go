@@ -29,14 +29,16 @@ func newTestScrubber(t testing.TB, mutate func(*Options)) (*Scrubber, *clock.Fak
 	t.Helper()
 	clk := clock.NewFake(epoch)
 	o := Options{
-		Key:             []byte("0123456789abcdef0123456789abcdef"),
-		Clock:           clk,
-		Logger:          slog.New(slog.DiscardHandler),
-		Registerer:      prometheus.NewRegistry(),
-		PoW:             PoW{BaseBits: 8, MaxBits: 12},
-		LoginRoutes:     []string{"login"},
-		InsecureCookies: true,
-		Device:          func(r *http.Request) bool { return r.Header.Get("X-Test-Device") == "1" },
+		Key:              []byte("0123456789abcdef0123456789abcdef"),
+		Clock:            clk,
+		Logger:           slog.New(slog.DiscardHandler),
+		Registerer:       prometheus.NewRegistry(),
+		PoW:              PoW{BaseBits: 8, MaxBits: 12},
+		LoginRoutes:      []string{"login"},
+		LoginStartRoutes: []string{"authorize"},
+		InsecureCookies:  true,
+		Device:           testDevice,
+		LoginAccount:     func(_ string, r *http.Request) string { return r.Header.Get(accountHeader) },
 	}
 	if mutate != nil {
 		mutate(&o)
@@ -48,13 +50,28 @@ func newTestScrubber(t testing.TB, mutate func(*Options)) (*Scrubber, *clock.Fak
 	return s, clk
 }
 
+// testDevice plays the identity provider's device-cookie check: X-Test-Device
+// 1 is a valid cookie of X-Test-Device-Account, or else of the account the
+// request logs in to (X-Test-Account).
+func testDevice(r *http.Request) string {
+	if r.Header.Get("X-Test-Device") != "1" {
+		return ""
+	}
+	if a := r.Header.Get("X-Test-Device-Account"); a != "" {
+		return a
+	}
+	return r.Header.Get(accountHeader)
+}
+
 // testGateway plays the gateway around the scrubber: it puts the route in
-// the request's Info and, standing in for the token verifier, a session when
-// X-Test-Session is set.
+// the request's Info and, standing in for the token verifier and the partner
+// authentication, a session when X-Test-Session is set and the partner named
+// by X-Test-Partner.
 func testGateway(s *Scrubber, route string, next http.Handler) http.Handler {
 	h := s.Middleware(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		info := &request.Info{Route: route, Session: r.Header.Get("X-Test-Session") == "1"}
+		info := &request.Info{Route: route, Session: r.Header.Get("X-Test-Session") == "1",
+			Partner: r.Header.Get("X-Test-Partner")}
 		h.ServeHTTP(w, r.WithContext(request.With(r.Context(), info)))
 	})
 }
@@ -154,20 +171,29 @@ func FuzzResolveClient(f *testing.F) {
 	})
 }
 
+// TestPartnersPassUnderAttack: what exempts a partner is the identity the
+// gateway authenticated, never a source address.
 func TestPartnersPassUnderAttack(t *testing.T) {
-	s, _ := newTestScrubber(t, func(o *Options) {
-		o.PartnerPrefixes = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
-	})
+	s, _ := newTestScrubber(t, nil)
 	s.SetMode("card-authorize", ModeAttack)
-	up := &seenInfo{}
-	h := testGateway(s, "card-authorize", up)
-	for range 100 {
-		if rec := get(h, "192.0.2.10:1000", nil); rec.Code != http.StatusOK {
-			t.Fatalf("partner got %d under attack", rec.Code)
-		}
-	}
-	if rec := get(h, "198.51.100.10:1000", nil); rec.Code != http.StatusTooManyRequests {
-		t.Fatalf("stranger got %d under attack, want a challenge", rec.Code)
+	h := testGateway(s, "card-authorize", &seenInfo{})
+	for _, tc := range []struct {
+		name, remote string
+		hdr          map[string]string
+		want         int
+	}{
+		{"authenticated partner", "192.0.2.10:1000", map[string]string{"X-Test-Partner": "card-scheme"}, http.StatusOK},
+		{"partner network's address, no identity", "192.0.2.10:1000", nil, http.StatusTooManyRequests},
+		{"stranger", "198.51.100.10:1000", nil, http.StatusTooManyRequests},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A hundred in a row: a partner is not limited either.
+			for range 100 {
+				if rec := get(h, tc.remote, tc.hdr); rec.Code != tc.want {
+					t.Fatalf("got %d under attack, want %d", rec.Code, tc.want)
+				}
+			}
+		})
 	}
 }
 
@@ -461,4 +487,37 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestDeviceCookieOnlyForOwnLogin: under attack a device cookie lets its
+// holder through on a login route for a login to its own account, and
+// nowhere else, so a copied cookie earns a bot nothing.
+func TestDeviceCookieOnlyForOwnLogin(t *testing.T) {
+	s, _ := newTestScrubber(t, nil)
+	for _, route := range []string{"balance", "login", "authorize"} {
+		s.SetMode(route, ModeAttack)
+	}
+	for _, tc := range []struct {
+		name, route   string
+		hdr           map[string]string
+		wantChallenge bool
+	}{
+		{"own account on the login route", "login", map[string]string{"X-Test-Device": "1", accountHeader: "alice"}, false},
+		{"other account on the login route", "login",
+			map[string]string{"X-Test-Device": "1", "X-Test-Device-Account": "alice", accountHeader: "bruno"}, true},
+		{"no login account on the login route", "login", map[string]string{"X-Test-Device": "1", "X-Test-Device-Account": "alice"}, true},
+		{"no cookie on the login route", "login", map[string]string{accountHeader: "alice"}, true},
+		{"valid cookie on another route", "balance", map[string]string{"X-Test-Device": "1", accountHeader: "alice"}, true},
+		{"valid cookie where a login starts", "authorize", map[string]string{"X-Test-Device": "1", "X-Test-Device-Account": "alice"}, false},
+		{"no cookie where a login starts", "authorize", map[string]string{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.hdr["Accept"] = "application/json"
+			rec := get(testGateway(s, tc.route, &seenInfo{}), "198.51.100.7:1", tc.hdr)
+			challenged := rec.Code == http.StatusTooManyRequests && rec.Header().Get(HeaderChallenge) != ""
+			if challenged != tc.wantChallenge || !challenged && rec.Code != http.StatusOK {
+				t.Fatalf("got %d (challenge %v), want challenge %v", rec.Code, challenged, tc.wantChallenge)
+			}
+		})
+	}
 }
