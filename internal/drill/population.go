@@ -75,7 +75,21 @@ type Target struct {
 	// Login, when set, makes the target a whole login flow (see Login);
 	// Method, Path and Body are then unused.
 	Login *Login
+	// Partner names the partner network that owns the channel (card
+	// schemes, the 3-D Secure server, the ATM network, the instant-payment
+	// scheme). A population marked partner sends there with that
+	// partner's client certificate when the arm publishes one.
+	Partner string
 }
+
+// Partner networks, as the arms' demo partners are named (rempart's
+// config.DemoPartners and the demo PKI's certificates).
+const (
+	PartnerCardSchemes   = "card-schemes"
+	PartnerThreeDS       = "3ds-server"
+	PartnerATMNetwork    = "atm-network"
+	PartnerInstantScheme = "instant-scheme"
+)
 
 // Targets is a request mix by target name.
 type Targets map[string]Target
@@ -117,19 +131,19 @@ func DefaultTargets() Targets {
 					ch = "online"
 				}
 				return estate.CardAuthorization{Card: d.Customer.Card, Amount: amount(d, 100, 20_000), Merchant: merchant(d), Channel: ch}
-			})},
+			}), Partner: PartnerCardSchemes},
 		"threeds_challenge": {Channel: ChannelThreeDS, Tier: tier.Critical, Method: http.MethodPost, Path: estate.PathThreeDSChallenge,
 			Body: jsonBody(func(d *Draw) any {
 				return estate.ThreeDSChallenge{Card: d.Customer.Card, Amount: amount(d, 500, 50_000), Merchant: merchant(d)}
-			})},
+			}), Partner: PartnerThreeDS},
 		"atm_withdraw": {Channel: ChannelATMWithdraw, Tier: tier.Critical, Method: http.MethodPost, Path: estate.PathATMWithdraw, Ledger: true,
 			Body: jsonBody(func(d *Draw) any {
 				return estate.ATMWithdrawal{Card: d.Customer.Card, Amount: 1000 * (1 + d.Rand.Int64N(10)), ATM: fmt.Sprintf("ATM%04d", d.Rand.IntN(9000))}
-			})},
+			}), Partner: PartnerATMNetwork},
 		"instant_transfer": {Channel: ChannelInstantTransfer, Tier: tier.Critical, Method: http.MethodPost, Path: estate.PathInstantTransfer, Ledger: true,
 			Body: jsonBody(func(d *Draw) any {
 				return estate.InstantTransfer{From: d.Customer.Account, To: d.Counterparty.Account, Amount: amount(d, 100, 30_000), Reference: "drill"}
-			})},
+			}), Partner: PartnerInstantScheme},
 		"accounts":     {Channel: ChannelAccounts, Tier: tier.Normal, Method: http.MethodGet, Path: estate.PathAccounts},
 		"balance":      {Channel: ChannelBalance, Tier: tier.Normal, Method: http.MethodGet, Path: estate.PathBalance},
 		"transactions": {Channel: ChannelTransactions, Tier: tier.Normal, Method: http.MethodGet, Path: estate.PathTransactions},

@@ -239,6 +239,11 @@ func (r *armRun) setEndpoints(eps Endpoints) error {
 		return fmt.Errorf("arm %s: ops %w", r.arm.Name(), err)
 	}
 	r.eng.setBase(pub)
+	tlsURL, err := loopbackURL(eps.PublicTLS)
+	if err != nil {
+		return fmt.Errorf("arm %s: public TLS %w", r.arm.Name(), err)
+	}
+	r.eng.setPartners(tlsURL, eps.Partners)
 	// The ops API gets its own connections: a fault must not queue behind
 	// the load it is meant to disturb.
 	op := &ops{base: opsURL, token: eps.OpsToken, client: &http.Client{Transport: &http.Transport{DisableCompression: true}}, settle: checkSettle}

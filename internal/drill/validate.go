@@ -118,6 +118,21 @@ func (s *Scenario) validate() []*FieldError {
 		case p.Devices < 0 || p.Devices > maxSessions || (s.Customers > 0 && p.Devices > s.Customers):
 			bad(pp.with("devices"), "must be 1..%d and at most customers", maxSessions)
 		}
+		if p.Partner {
+			for _, name := range sortedKeys(p.Requests) {
+				if t, ok := s.targets[name]; ok && t.Partner == "" {
+					bad(pp.with("requests").with(name), "a partner population sends only to partners' channels (%s)", strings.Join(partnerTargets(s.targets), ", "))
+				}
+			}
+			switch {
+			case p.Sources != 0:
+				bad(pp.with("sources"), "not with partner: true (a partner network connects from one address, on pooled connections)")
+			case p.Session:
+				bad(pp.with("session"), "not with partner: true (partners authenticate by certificate, not by a customer's session)")
+			case p.Retry.Policy == RetrySDK:
+				bad(pp.with("retry").with("policy"), "sdk is a customer app's client, not with partner: true")
+			}
+		}
 		switch {
 		case p.Timeout == 0:
 			p.Timeout = defaultTimeout
@@ -299,4 +314,15 @@ func logsIn(s *Scenario, p *Population) bool {
 		}
 	}
 	return false
+}
+
+// partnerTargets lists the targets a partner population may send.
+func partnerTargets(targets Targets) []string {
+	var out []string
+	for _, name := range sortedKeys(targets) {
+		if targets[name].Partner != "" {
+			out = append(out, name)
+		}
+	}
+	return out
 }
