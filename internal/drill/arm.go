@@ -43,6 +43,9 @@ type Endpoints struct {
 	// arm serves TLS (rempart serves TLS and plain HTTP on one port); empty
 	// when it serves plain HTTP only.
 	PublicTLS string
+	// TLS trusts the arm's server certificate for PublicTLS and presents
+	// no client certificate, as a customer's app (or an attacker) does.
+	TLS *tls.Config
 	// Partners are, by partner network (Target.Partner), the client TLS
 	// configurations of the partner networks for PublicTLS: each trusts
 	// the arm's server certificate and presents that partner's client

@@ -33,6 +33,7 @@ type engine struct {
 	devices   [][]string                    // [pop][slot]: device cookies of seeded devices
 	busy      [][]atomic.Bool               // [pop][slot]: a login from this device is under way
 	otp       func(ctx context.Context, phone string) (string, error)
+	stolen    []stolenSession // sessions stolen-token attacks use
 
 	pooled   *http.Client                // keep-alive connections from the default address
 	partners atomic.Pointer[partnerPool] // partners' TLS connections, when the arm publishes them
@@ -92,14 +93,18 @@ func (e *engine) setBase(base string) {
 type partnerPool struct {
 	base    string                  // the arm's https:// base URL
 	clients map[string]*http.Client // by partner network
+	// anonymous trusts the arm's certificate and presents none: what
+	// customers' apps and attackers speak TLS with.
+	anonymous *tls.Config
 }
 
 // setPartners points partner populations at an arm's TLS listener; with no
 // base or no configurations they send in plain HTTP to the plain base.
-func (e *engine) setPartners(base string, cfgs map[string]*tls.Config) {
+func (e *engine) setPartners(base string, anonymous *tls.Config, cfgs map[string]*tls.Config) {
 	var pp *partnerPool
-	if base != "" && len(cfgs) > 0 {
-		pp = &partnerPool{base: base, clients: make(map[string]*http.Client, len(cfgs))}
+	if base != "" && (len(cfgs) > 0 || anonymous != nil) {
+		pp = &partnerPool{base: base, clients: make(map[string]*http.Client, len(cfgs)), anonymous: anonymous}
+		e.sourced.tls.Store(anonymous)
 		for name, cfg := range cfgs {
 			dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 			pp.clients[name] = &http.Client{CheckRedirect: noRedirect, Transport: &http.Transport{
@@ -212,6 +217,9 @@ func (e *engine) send(ctx context.Context, a arrival, ch int, due time.Time) {
 		pop:          a.pop,
 		slot:         slot,
 	}
+	if t.Stolen {
+		d.Thief, d.token = e.steal(d)
+	}
 	reqPath := t.expand(d)
 	var contentType string
 	var body []byte
@@ -226,7 +234,7 @@ func (e *engine) send(ctx context.Context, a arrival, ch int, due time.Time) {
 	case p.Retry.Policy == RetrySDK:
 		res, n = e.viaSDK(ctx, e.sdkFor(a), p, t, d, reqPath, contentType, body)
 	default:
-		hc, base := e.route(a, p, t)
+		hc, base := e.route(a, p, t, d)
 		res, n = e.retrying(ctx, p, d, func(ctx context.Context) attempt {
 			return e.attempt(ctx, hc, p, t, d, base+reqPath, contentType, body)
 		})
@@ -238,7 +246,8 @@ func (e *engine) send(ctx context.Context, a arrival, ch int, due time.Time) {
 		e.acked = append(e.acked, d.Key)
 		e.ackMu.Unlock()
 	}
-	e.rec.done(a, ch, result{out: res.out, status: res.status, latency: latency, attempts: n})
+	e.rec.done(a, ch, result{out: res.out, status: res.status, latency: latency, attempts: n,
+		breach: t.Attack != "" && breached(t.Attack, res)})
 }
 
 func (e *engine) attempt(ctx context.Context, client *http.Client, p *Population, t Target, d *Draw, reqURL, contentType string, body []byte) attempt {
@@ -270,7 +279,15 @@ func (e *engine) request(ctx context.Context, p *Population, t Target, d *Draw, 
 	if t.Method == http.MethodPost {
 		req.Header.Set("Idempotency-Key", d.Key)
 	}
-	if p.Session {
+	if t.Header != nil {
+		for k, vs := range t.Header(time.Now()) {
+			req.Header[k] = vs
+		}
+	}
+	switch {
+	case t.Stolen:
+		e.authorizeStolen(req, d)
+	case p.Session:
 		e.authorizeRequest(req, d)
 	}
 	return req, nil
@@ -376,13 +393,20 @@ func (e *engine) retrying(ctx context.Context, p *Population, d *Draw, once func
 // population, the TLS pool of the partner owning the channel when the arm
 // published its certificate; otherwise the plain client of the arrival's
 // address.
-func (e *engine) route(a arrival, p *Population, t Target) (*http.Client, string) {
-	if p.Partner && t.Partner != "" {
-		if pp := e.partners.Load(); pp != nil {
-			if c, ok := pp.clients[t.Partner]; ok {
-				return c, pp.base
-			}
+//
+// An attack on an arm serving TLS goes, one in two, over TLS from its
+// address with no client certificate, as a browser or a script would; the
+// rest in plain HTTP.
+func (e *engine) route(a arrival, p *Population, t Target, d *Draw) (*http.Client, string) {
+	pp := e.partners.Load()
+	switch {
+	case pp == nil:
+	case p.Partner && t.Partner != "":
+		if c, ok := pp.clients[t.Partner]; ok {
+			return c, pp.base
 		}
+	case t.Attack != "" && pp.anonymous != nil && d.Rand.IntN(2) == 0:
+		return e.clientFor(a), pp.base
 	}
 	return e.clientFor(a), *e.base.Load()
 }

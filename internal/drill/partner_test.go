@@ -120,17 +120,10 @@ phases:
 		t.Run(tt.name, func(t *testing.T) {
 			b := newPartnerBank(t, demo)
 			s := mustScenario(t, yaml)
-			chans := channels(s)
-			idx := map[string]int{}
-			for i, c := range chans {
-				idx[c.Name] = i
-			}
-			rec := newRecorder(1, len(chans), len(s.Populations), len(s.Phases))
-			e := newEngine(s, rec, idx, EstateCustomers(estateSeed, s.Customers))
-			defer e.close()
+			e, rec, _ := newTestEngine(t, s)
 			e.setBase(b.plain.URL)
 			if tt.withTLS {
-				e.setPartners(b.tls.URL, cfgs)
+				e.setPartners(b.tls.URL, nil, cfgs)
 			}
 			// Twice: the second run finds the connections the first opened.
 			e.run(context.Background(), time.Now())

@@ -191,6 +191,10 @@ type SLO struct {
 	// MaxP99 is the most the 99th percentile latency of answered requests
 	// (from intended send time, time-outs included) may be.
 	MaxP99 *time.Duration `yaml:"max_p99" json:"max_p99,omitempty"`
+	// MaxBreaches is the most attacks in scope (targets with an Attack
+	// goal) that may get what the attacker wanted, e.g. 0: the arm refused
+	// every one. Requests that are no attacks never count.
+	MaxBreaches *int64 `yaml:"max_breaches" json:"max_breaches,omitempty"`
 
 	line int // where the line starts in the scenario file
 }

@@ -120,7 +120,7 @@ func (s *Scenario) validate() []*FieldError {
 		}
 		if p.Partner {
 			for _, name := range sortedKeys(p.Requests) {
-				if t, ok := s.targets[name]; ok && t.Partner == "" {
+				if t, ok := s.targets[name]; ok && (t.Partner == "" || t.Attack != "") {
 					bad(pp.with("requests").with(name), "a partner population sends only to partners' channels (%s)", strings.Join(partnerTargets(s.targets), ", "))
 				}
 			}
@@ -140,6 +140,15 @@ func (s *Scenario) validate() []*FieldError {
 			bad(pp.with("timeout"), "must be more than 0 and at most %v", maxTimeout)
 		}
 		errs = append(errs, p.Retry.validate(s, pp.with("retry"))...)
+	}
+
+	holdsSessions := slices.ContainsFunc(s.Populations, func(p Population) bool { return p.Session })
+	for i, p := range s.Populations {
+		for _, name := range sortedKeys(p.Requests) {
+			if t, ok := s.targets[name]; ok && t.Stolen && !holdsSessions {
+				bad(path{"populations", i, "requests", name}, "a stolen-token attack needs a population holding sessions (session: true) to steal from")
+			}
+		}
 	}
 
 	s.sourceBase = s.sourceBase[:0]
@@ -217,8 +226,11 @@ func (s *Scenario) validate() []*FieldError {
 				bad(pp.with("phase"), "unknown phase %q", p)
 			}
 		}
-		if o.MinSuccess == nil && o.MaxP99 == nil {
-			bad(pp, "needs min_success or max_p99")
+		if o.MinSuccess == nil && o.MaxP99 == nil && o.MaxBreaches == nil {
+			bad(pp, "needs min_success, max_p99 or max_breaches")
+		}
+		if o.MaxBreaches != nil && *o.MaxBreaches < 0 {
+			bad(pp.with("max_breaches"), "must be 0 or more attacks")
 		}
 		if o.MinSuccess != nil && (!finite(*o.MinSuccess) || *o.MinSuccess < 0 || *o.MinSuccess > 1) {
 			bad(pp.with("min_success"), "must be a share between 0 and 1, e.g. 0.999")
@@ -320,7 +332,7 @@ func logsIn(s *Scenario, p *Population) bool {
 func partnerTargets(targets Targets) []string {
 	var out []string
 	for _, name := range sortedKeys(targets) {
-		if targets[name].Partner != "" {
+		if t := targets[name]; t.Partner != "" && t.Attack == "" {
 			out = append(out, name)
 		}
 	}
