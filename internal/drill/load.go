@@ -106,10 +106,19 @@ func (e *engine) setPartners(base string, anonymous *tls.Config, cfgs map[string
 		pp = &partnerPool{base: base, clients: make(map[string]*http.Client, len(cfgs)), anonymous: anonymous}
 		e.sourced.tls.Store(anonymous)
 		for name, cfg := range cfgs {
+			cfg = cfg.Clone()
+			// A connection lost to a time-out is replaced by a resumed
+			// session, as partners' TLS stacks do: without it, each
+			// reconnection of a saturated moment costs a full handshake
+			// with certificate signatures on both sides, which the
+			// generator and the arm pay for on the same two cores.
+			if cfg.ClientSessionCache == nil {
+				cfg.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+			}
 			dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 			pp.clients[name] = &http.Client{CheckRedirect: noRedirect, Transport: &http.Transport{
 				DialContext:         dialer.DialContext,
-				TLSClientConfig:     cfg.Clone(),
+				TLSClientConfig:     cfg,
 				TLSHandshakeTimeout: 5 * time.Second,
 				MaxIdleConnsPerHost: e.s.MaxInFlight,
 				IdleConnTimeout:     30 * time.Second,

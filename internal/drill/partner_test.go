@@ -23,8 +23,9 @@ type partnerBank struct {
 	tls, plain *httptest.Server
 	handshakes atomic.Int64 // TLS connections accepted
 
-	mu     sync.Mutex
-	byPath map[string]map[string]int // path -> presented partner ("" for none, "plain") -> requests
+	mu      sync.Mutex
+	byPath  map[string]map[string]int // path -> presented partner ("" for none, "plain") -> requests
+	resumed int                       // requests on resumed TLS sessions
 }
 
 func newPartnerBank(t *testing.T, demo pki.Demo) *partnerBank {
@@ -40,6 +41,9 @@ func newPartnerBank(t *testing.T, demo pki.Demo) *partnerBank {
 		}
 		b.mu.Lock()
 		defer b.mu.Unlock()
+		if r.TLS != nil && r.TLS.DidResume {
+			b.resumed++
+		}
 		if b.byPath[r.URL.Path] == nil {
 			b.byPath[r.URL.Path] = map[string]int{}
 		}
@@ -129,9 +133,16 @@ phases:
 			e.run(context.Background(), time.Now())
 			warm := b.handshakes.Load()
 			e.run(context.Background(), time.Now())
+			again := b.handshakes.Load()
+			// Then with the connections lost: new ones resume their
+			// sessions, still as the same partners.
+			if pp := e.partners.Load(); pp != nil {
+				pp.close()
+			}
+			e.run(context.Background(), time.Now())
 
 			_, c := rec.phaseHist(func(_, _, pop int) bool { return s.Populations[pop].Name == "schemes" })
-			if c.Offered < 60 || c.OK != c.Offered {
+			if c.Offered < 90 || c.OK != c.Offered {
 				t.Fatalf("partner requests: %+v, want every one answered", c)
 			}
 			_, shop := rec.phaseHist(func(_, _, pop int) bool { return s.Populations[pop].Name == "shoppers" })
@@ -161,9 +172,12 @@ phases:
 				}
 				// Keep-alive: a handshake per connection, not per request;
 				// the second half of the requests found theirs open.
-				if warm == 0 || b.handshakes.Load()-warm > int64(overTLS)/8 {
+				if warm == 0 || again-warm > int64(overTLS)/12 {
 					t.Errorf("%d TLS connections, then %d more for the second %d requests: connections are not reused",
-						warm, b.handshakes.Load()-warm, overTLS/2)
+						warm, again-warm, overTLS/3)
+				}
+				if b.resumed == 0 {
+					t.Error("no request on a resumed TLS session after the connections were lost")
 				}
 			}
 		})
