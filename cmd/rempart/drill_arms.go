@@ -345,6 +345,9 @@ func (a *rempartArm) withPartners(eps drill.Endpoints, err error) (drill.Endpoin
 	}
 	demo := pki.Demo{Dir: filepath.Join(a.c.dir, "data", "pki")}
 	eps.PublicTLS = "https://" + a.c.public
+	if eps.TLS, err = demo.ClientTLS(""); err != nil {
+		return eps, fmt.Errorf("rempart: %w", err)
+	}
 	eps.Partners = make(map[string]*tls.Config)
 	for _, p := range config.DemoPartners() {
 		cfg, err := demo.ClientTLS(p.Name)
