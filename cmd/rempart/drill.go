@@ -161,9 +161,12 @@ func verdictLine(v drill.SLOResult) string {
 		mark = "FAIL"
 	}
 	var got, want string
-	if v.Metric == "max_p99" {
+	switch v.Metric {
+	case drill.MetricMaxP99:
 		got, want = fmt.Sprintf("%.0f ms", v.Got), fmt.Sprintf("≤ %.0f ms", v.Want)
-	} else {
+	case drill.MetricMaxBreaches:
+		got, want = fmt.Sprintf("%.0f got through", v.Got), fmt.Sprintf("≤ %.0f", v.Want)
+	default:
 		got, want = fmt.Sprintf("%.3f %%", 100*v.Got), fmt.Sprintf("≥ %.3g %%", 100*v.Want)
 	}
 	line := fmt.Sprintf("%s %-8s %s: %s (want %s, %d requests)", mark, v.Arm, v.SLO, got, want, v.Offered)

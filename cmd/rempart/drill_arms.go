@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rempart/rempart/internal/config"
 	"github.com/rempart/rempart/internal/drill"
+	"github.com/rempart/rempart/internal/pki"
 )
 
 // The drill's arms run as child processes of the drill, so that each arm's
@@ -328,7 +331,31 @@ func (a *rempartArm) Start(ctx context.Context) (drill.Endpoints, error) {
 		return strings.TrimSpace(string(b)), err
 	}
 	a.c = c
-	return c.start(ctx)
+	return a.withPartners(c.start(ctx))
+}
+
+// withPartners adds to a started rempart arm's endpoints its TLS listener
+// and the demo partners' certificates that serve created in data_dir/pki:
+// the drill's partner networks call it over mutual TLS, as they call a
+// bank.
+func (a *rempartArm) withPartners(eps drill.Endpoints, err error) (drill.Endpoints, error) {
+	if err != nil {
+		return eps, err
+	}
+	demo := pki.Demo{Dir: filepath.Join(a.c.dir, "data", "pki")}
+	eps.PublicTLS = "https://" + a.c.public
+	if eps.TLS, err = demo.ClientTLS(""); err != nil {
+		return eps, fmt.Errorf("rempart: %w", err)
+	}
+	eps.Partners = make(map[string]*tls.Config)
+	for _, p := range config.DemoPartners() {
+		cfg, err := demo.ClientTLS(p.Name)
+		if err != nil {
+			return eps, fmt.Errorf("rempart: partner %s: %w", p.Name, err)
+		}
+		eps.Partners[p.Name] = cfg
+	}
+	return eps, nil
 }
 
 func (a *rempartArm) Stop(ctx context.Context) error {
@@ -380,7 +407,7 @@ func switchIdentity(ctx context.Context, opsAddr, token, fault string, on bool) 
 // directory and ports.
 func (a *rempartArm) KillRestart(ctx context.Context) (drill.Endpoints, error) {
 	a.c.kill()
-	return a.c.start(ctx)
+	return a.withPartners(a.c.start(ctx))
 }
 
 // arm2025 runs `rempart legacy`: see the comment at the top.

@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rempart/rempart/internal/config"
 	"github.com/rempart/rempart/internal/drill"
+	"github.com/rempart/rempart/internal/estate"
 	"github.com/rempart/rempart/scenarios"
 )
 
@@ -126,5 +129,34 @@ func TestDrillQuickBothArms(t *testing.T) {
 	}
 	if len(res.SLOs) == 0 {
 		t.Error("no SLO verdict")
+	}
+}
+
+// The drill's partner populations present, for each channel, the demo
+// certificate of a partner that rempart's default configuration admits on
+// that channel's route: a partner name out of step with config.DemoPartners
+// would send every partner request with a certificate the gateway refuses.
+func TestDrillPartnersMatchDemoPartners(t *testing.T) {
+	routes := map[string][]string{} // partner -> routes
+	for _, p := range config.DemoPartners() {
+		routes[p.Name] = p.Routes
+	}
+	route := map[string]string{} // "METHOD path" -> route name
+	for _, c := range estate.Channels() {
+		route[c.Pattern] = c.Name
+	}
+	for name, tg := range drill.DefaultTargets() {
+		if tg.Partner == "" {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			r, ok := route[tg.Method+" "+tg.Path]
+			if !ok {
+				t.Fatalf("%s %s is no estate channel", tg.Method, tg.Path)
+			}
+			if !slices.Contains(routes[tg.Partner], r) {
+				t.Errorf("partner %q (routes %v) may not call route %s", tg.Partner, routes[tg.Partner], r)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package drill
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -38,6 +39,20 @@ type Endpoints struct {
 	// OpsToken, when set, is sent as "Authorization: Bearer" on every ops
 	// API call (rempart serve's ops API wants its automation token).
 	OpsToken string
+	// PublicTLS is the https:// base URL of the public listener when the
+	// arm serves TLS (rempart serves TLS and plain HTTP on one port); empty
+	// when it serves plain HTTP only.
+	PublicTLS string
+	// TLS trusts the arm's server certificate for PublicTLS and presents
+	// no client certificate, as a customer's app (or an attacker) does.
+	TLS *tls.Config
+	// Partners are, by partner network (Target.Partner), the client TLS
+	// configurations of the partner networks for PublicTLS: each trusts
+	// the arm's server certificate and presents that partner's client
+	// certificate. A partner population's request to a channel whose
+	// partner is here goes to PublicTLS with it; without one it goes in
+	// plain HTTP to Public.
+	Partners map[string]*tls.Config
 }
 
 // Authorizer is implemented by arms whose returning customers hold a
@@ -187,8 +202,8 @@ func loopbackURL(raw string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("endpoint %q: %w", raw, err)
 	}
-	if u.Scheme != "http" {
-		return "", fmt.Errorf("endpoint %q: want an http:// URL", raw)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("endpoint %q: want an http:// or https:// URL", raw)
 	}
 	host := u.Hostname()
 	if host == "localhost" {

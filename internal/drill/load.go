@@ -3,6 +3,7 @@ package drill
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -32,13 +33,15 @@ type engine struct {
 	devices   [][]string                    // [pop][slot]: device cookies of seeded devices
 	busy      [][]atomic.Bool               // [pop][slot]: a login from this device is under way
 	otp       func(ctx context.Context, phone string) (string, error)
+	stolen    []stolenSession // sessions stolen-token attacks use
 
-	pooled  *http.Client     // keep-alive connections from the default address
-	sourced sources          // keep-alive connections per drawn source address
-	sdk     []*client.Client // [pop]: SDK clients of sdk populations on the default address
-	base    atomic.Pointer[string]
-	sem     chan struct{}
-	wg      sync.WaitGroup
+	pooled   *http.Client                // keep-alive connections from the default address
+	partners atomic.Pointer[partnerPool] // partners' TLS connections, when the arm publishes them
+	sourced  sources                     // keep-alive connections per drawn source address
+	sdk      []*client.Client            // [pop]: SDK clients of sdk populations on the default address
+	base     atomic.Pointer[string]
+	sem      chan struct{}
+	wg       sync.WaitGroup
 
 	ackMu sync.Mutex
 	acked []string // Idempotency-Keys of ledger writes answered 2xx
@@ -83,9 +86,63 @@ func (e *engine) setBase(base string) {
 	}
 }
 
+// partnerPool is how partner populations reach an arm that authenticates
+// partners by certificate: one client per partner network, each with its
+// own keep-alive connections (one TLS handshake per connection, as a
+// scheme's gateway keeps its links to a bank open).
+type partnerPool struct {
+	base    string                  // the arm's https:// base URL
+	clients map[string]*http.Client // by partner network
+	// anonymous trusts the arm's certificate and presents none: what
+	// customers' apps and attackers speak TLS with.
+	anonymous *tls.Config
+}
+
+// setPartners points partner populations at an arm's TLS listener; with no
+// base or no configurations they send in plain HTTP to the plain base.
+func (e *engine) setPartners(base string, anonymous *tls.Config, cfgs map[string]*tls.Config) {
+	var pp *partnerPool
+	if base != "" && (len(cfgs) > 0 || anonymous != nil) {
+		pp = &partnerPool{base: base, clients: make(map[string]*http.Client, len(cfgs)), anonymous: anonymous}
+		e.sourced.tls.Store(anonymous)
+		for name, cfg := range cfgs {
+			cfg = cfg.Clone()
+			// A connection lost to a time-out is replaced by a resumed
+			// session, as partners' TLS stacks do: without it, each
+			// reconnection of a saturated moment costs a full handshake
+			// with certificate signatures on both sides, which the
+			// generator and the arm pay for on the same two cores.
+			if cfg.ClientSessionCache == nil {
+				cfg.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+			}
+			dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+			pp.clients[name] = &http.Client{CheckRedirect: noRedirect, Transport: &http.Transport{
+				DialContext:         dialer.DialContext,
+				TLSClientConfig:     cfg,
+				TLSHandshakeTimeout: 5 * time.Second,
+				MaxIdleConnsPerHost: e.s.MaxInFlight,
+				IdleConnTimeout:     30 * time.Second,
+				DisableCompression:  true,
+			}}
+		}
+	}
+	if old := e.partners.Swap(pp); old != nil {
+		old.close()
+	}
+}
+
+func (pp *partnerPool) close() {
+	for _, c := range pp.clients {
+		c.CloseIdleConnections()
+	}
+}
+
 func (e *engine) close() {
 	e.pooled.CloseIdleConnections()
 	e.sourced.close()
+	if pp := e.partners.Load(); pp != nil {
+		pp.close()
+	}
 }
 
 // run sends the whole schedule from start and returns once every request
@@ -169,6 +226,9 @@ func (e *engine) send(ctx context.Context, a arrival, ch int, due time.Time) {
 		pop:          a.pop,
 		slot:         slot,
 	}
+	if t.Stolen {
+		d.Thief, d.token = e.steal(d)
+	}
 	reqPath := t.expand(d)
 	var contentType string
 	var body []byte
@@ -183,9 +243,9 @@ func (e *engine) send(ctx context.Context, a arrival, ch int, due time.Time) {
 	case p.Retry.Policy == RetrySDK:
 		res, n = e.viaSDK(ctx, e.sdkFor(a), p, t, d, reqPath, contentType, body)
 	default:
-		hc := e.clientFor(a)
+		hc, base := e.route(a, p, t, d)
 		res, n = e.retrying(ctx, p, d, func(ctx context.Context) attempt {
-			return e.attempt(ctx, hc, p, t, d, reqPath, contentType, body)
+			return e.attempt(ctx, hc, p, t, d, base+reqPath, contentType, body)
 		})
 	}
 	latency := time.Since(due)
@@ -195,13 +255,14 @@ func (e *engine) send(ctx context.Context, a arrival, ch int, due time.Time) {
 		e.acked = append(e.acked, d.Key)
 		e.ackMu.Unlock()
 	}
-	e.rec.done(a, ch, result{out: res.out, status: res.status, latency: latency, attempts: n})
+	e.rec.done(a, ch, result{out: res.out, status: res.status, latency: latency, attempts: n,
+		breach: t.Attack != "" && breached(t.Attack, res)})
 }
 
-func (e *engine) attempt(ctx context.Context, client *http.Client, p *Population, t Target, d *Draw, reqPath, contentType string, body []byte) attempt {
+func (e *engine) attempt(ctx context.Context, client *http.Client, p *Population, t Target, d *Draw, reqURL, contentType string, body []byte) attempt {
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
-	req, err := e.request(ctx, p, t, d, reqPath, contentType, body)
+	req, err := e.request(ctx, p, t, d, reqURL, contentType, body)
 	if err != nil {
 		return attempt{out: outError, status: "transport"}
 	}
@@ -211,12 +272,12 @@ func (e *engine) attempt(ctx context.Context, client *http.Client, p *Population
 
 // request builds one request of a logical request; every attempt carries
 // the same Idempotency-Key.
-func (e *engine) request(ctx context.Context, p *Population, t Target, d *Draw, reqPath, contentType string, body []byte) (*http.Request, error) {
+func (e *engine) request(ctx context.Context, p *Population, t Target, d *Draw, reqURL, contentType string, body []byte) (*http.Request, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, t.Method, *e.base.Load()+reqPath, rd)
+	req, err := http.NewRequestWithContext(ctx, t.Method, reqURL, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +288,15 @@ func (e *engine) request(ctx context.Context, p *Population, t Target, d *Draw, 
 	if t.Method == http.MethodPost {
 		req.Header.Set("Idempotency-Key", d.Key)
 	}
-	if p.Session {
+	if t.Header != nil {
+		for k, vs := range t.Header(time.Now()) {
+			req.Header[k] = vs
+		}
+	}
+	switch {
+	case t.Stolen:
+		e.authorizeStolen(req, d)
+	case p.Session:
 		e.authorizeRequest(req, d)
 	}
 	return req, nil
@@ -282,7 +351,7 @@ func (e *engine) viaSDK(ctx context.Context, sdk *client.Client, p *Population, 
 	defer cancel()
 	var n atomic.Int64
 	ctx = context.WithValue(ctx, attemptsKey{}, &n)
-	req, err := e.request(ctx, p, t, d, reqPath, contentType, body)
+	req, err := e.request(ctx, p, t, d, *e.base.Load()+reqPath, contentType, body)
 	if err != nil {
 		return attempt{out: outError, status: "transport"}, 1
 	}
@@ -327,6 +396,28 @@ func (e *engine) retrying(ctx context.Context, p *Population, d *Draw, once func
 			return res, n
 		}
 	}
+}
+
+// route is the client and base URL a request is sent by: for a partner
+// population, the TLS pool of the partner owning the channel when the arm
+// published its certificate; otherwise the plain client of the arrival's
+// address.
+//
+// An attack on an arm serving TLS goes, one in two, over TLS from its
+// address with no client certificate, as a browser or a script would; the
+// rest in plain HTTP.
+func (e *engine) route(a arrival, p *Population, t Target, d *Draw) (*http.Client, string) {
+	pp := e.partners.Load()
+	switch {
+	case pp == nil:
+	case p.Partner && t.Partner != "":
+		if c, ok := pp.clients[t.Partner]; ok {
+			return c, pp.base
+		}
+	case t.Attack != "" && pp.anonymous != nil && d.Rand.IntN(2) == 0:
+		return e.clientFor(a), pp.base
+	}
+	return e.clientFor(a), *e.base.Load()
 }
 
 // clientFor is the plain HTTP client an arrival is sent from: its source

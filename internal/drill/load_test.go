@@ -17,6 +17,15 @@ func drive(t *testing.T, yaml string, handler http.HandlerFunc, offset time.Dura
 	s := mustScenario(t, yaml)
 	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
+	e, rec, _ := newTestEngine(t, s)
+	e.setBase(srv.URL)
+	e.run(context.Background(), time.Now().Add(offset))
+	return s, rec
+}
+
+// newTestEngine is an engine and its recorder for s, closed when the test
+// ends, with the channels it counts in.
+func newTestEngine(t *testing.T, s *Scenario) (*engine, *recorder, []ChannelInfo) {
 	chans := channels(s)
 	idx := make(map[string]int)
 	for i, c := range chans {
@@ -25,10 +34,8 @@ func drive(t *testing.T, yaml string, handler http.HandlerFunc, offset time.Dura
 	nsec := int((s.Duration() + time.Second - 1) / time.Second)
 	rec := newRecorder(nsec, len(chans), len(s.Populations), len(s.Phases))
 	e := newEngine(s, rec, idx, EstateCustomers(estateSeed, s.Customers))
-	defer e.close()
-	e.setBase(srv.URL)
-	e.run(context.Background(), time.Now().Add(offset))
-	return s, rec
+	t.Cleanup(e.close)
+	return e, rec, chans
 }
 
 func total(rec *recorder) Counts {

@@ -49,9 +49,13 @@ type Draw struct {
 	Counterparty Customer
 	Rand         *rand.Rand
 	Key          string
+	// Thief is, for a stolen-token attack, the customer whose session the
+	// attacker holds; Customer is then the victim.
+	Thief Customer
 
-	pop  int // the population's index
-	slot int // the customer's session (or device) among the population's; -1 for none
+	pop   int    // the population's index
+	slot  int    // the customer's session (or device) among the population's; -1 for none
+	token string // the stolen access token, for a stolen-token attack
 }
 
 // Target is one kind of request in the mix: populations name targets with a
@@ -75,7 +79,33 @@ type Target struct {
 	// Login, when set, makes the target a whole login flow (see Login);
 	// Method, Path and Body are then unused.
 	Login *Login
+	// Partner names the partner network that owns the channel (card
+	// schemes, the 3-D Secure server, the ATM network, the instant-payment
+	// scheme). A population marked partner sends there with that
+	// partner's client certificate when the arm publishes one.
+	Partner string
+	// Header, when set, gives headers for an attempt sent at now, e.g. a
+	// deadline the caller makes up.
+	Header func(now time.Time) http.Header
+	// Attack, when set, makes the target an attack and says what the
+	// attacker wants (GoalAnswered, GoalApproved): a request that gets it
+	// is a breach (Counts.Breaches).
+	Attack string
+	// Stolen sends the request with the access token of another customer
+	// than Draw.Customer (the victim): one of the sessions the drill logged
+	// in for the populations holding sessions, as an attacker who stole a
+	// token from a phone would. Draw.Thief is that token's customer.
+	Stolen bool
 }
+
+// Partner networks, as the arms' demo partners are named (rempart's
+// config.DemoPartners and the demo PKI's certificates).
+const (
+	PartnerCardSchemes   = "card-schemes"
+	PartnerThreeDS       = "3ds-server"
+	PartnerATMNetwork    = "atm-network"
+	PartnerInstantScheme = "instant-scheme"
+)
 
 // Targets is a request mix by target name.
 type Targets map[string]Target
@@ -95,21 +125,11 @@ const (
 )
 
 // DefaultTargets is the estate's channel API (internal/estate/api.go) plus
-// logins. The 3-D Secure verify step is missing on purpose: it needs the OTP
-// from the SMS outbox, which the wiring can add as a target of its own.
+// logins and the attacks of attackTargets. The 3-D Secure verify step is
+// missing on purpose: it needs the OTP from the SMS outbox, which the wiring
+// can add as a target of its own.
 func DefaultTargets() Targets {
-	jsonBody := func(v func(d *Draw) any) func(d *Draw) (string, []byte) {
-		return func(d *Draw) (string, []byte) {
-			b, err := json.Marshal(v(d))
-			if err != nil {
-				panic(err) // plain structs of strings and ints always marshal
-			}
-			return "application/json", b
-		}
-	}
-	amount := func(d *Draw, lo, hi int64) int64 { return lo + d.Rand.Int64N(hi-lo+1) }
-	merchant := func(d *Draw) string { return fmt.Sprintf("M%05d", d.Rand.IntN(50_000)) }
-	return Targets{
+	targets := Targets{
 		"card_authorize": {Channel: ChannelCardAuthorize, Tier: tier.Critical, Method: http.MethodPost, Path: estate.PathCardAuthorize, Ledger: true,
 			Body: jsonBody(func(d *Draw) any {
 				ch := "shop"
@@ -117,19 +137,19 @@ func DefaultTargets() Targets {
 					ch = "online"
 				}
 				return estate.CardAuthorization{Card: d.Customer.Card, Amount: amount(d, 100, 20_000), Merchant: merchant(d), Channel: ch}
-			})},
+			}), Partner: PartnerCardSchemes},
 		"threeds_challenge": {Channel: ChannelThreeDS, Tier: tier.Critical, Method: http.MethodPost, Path: estate.PathThreeDSChallenge,
 			Body: jsonBody(func(d *Draw) any {
 				return estate.ThreeDSChallenge{Card: d.Customer.Card, Amount: amount(d, 500, 50_000), Merchant: merchant(d)}
-			})},
+			}), Partner: PartnerThreeDS},
 		"atm_withdraw": {Channel: ChannelATMWithdraw, Tier: tier.Critical, Method: http.MethodPost, Path: estate.PathATMWithdraw, Ledger: true,
 			Body: jsonBody(func(d *Draw) any {
 				return estate.ATMWithdrawal{Card: d.Customer.Card, Amount: 1000 * (1 + d.Rand.Int64N(10)), ATM: fmt.Sprintf("ATM%04d", d.Rand.IntN(9000))}
-			})},
+			}), Partner: PartnerATMNetwork},
 		"instant_transfer": {Channel: ChannelInstantTransfer, Tier: tier.Critical, Method: http.MethodPost, Path: estate.PathInstantTransfer, Ledger: true,
 			Body: jsonBody(func(d *Draw) any {
 				return estate.InstantTransfer{From: d.Customer.Account, To: d.Counterparty.Account, Amount: amount(d, 100, 30_000), Reference: "drill"}
-			})},
+			}), Partner: PartnerInstantScheme},
 		"accounts":     {Channel: ChannelAccounts, Tier: tier.Normal, Method: http.MethodGet, Path: estate.PathAccounts},
 		"balance":      {Channel: ChannelBalance, Tier: tier.Normal, Method: http.MethodGet, Path: estate.PathBalance},
 		"transactions": {Channel: ChannelTransactions, Tier: tier.Normal, Method: http.MethodGet, Path: estate.PathTransactions},
@@ -145,7 +165,28 @@ func DefaultTargets() Targets {
 		"login_flood": {Channel: ChannelLogin, Tier: tier.Sheddable,
 			Login: &Login{User: func(d *Draw) string { return fmt.Sprintf("C%08d", 10_000_000+d.Rand.IntN(90_000_000)) }, Password: func(d *Draw) string { return "123456" }}},
 	}
+	for name, t := range attackTargets() {
+		targets[name] = t
+	}
+	return targets
 }
+
+// jsonBody makes a target's body from a value drawn per request.
+func jsonBody(v func(d *Draw) any) func(d *Draw) (string, []byte) {
+	return func(d *Draw) (string, []byte) {
+		b, err := json.Marshal(v(d))
+		if err != nil {
+			panic(err) // plain structs of strings and ints always marshal
+		}
+		return "application/json", b
+	}
+}
+
+// amount draws an amount in cents in [lo, hi].
+func amount(d *Draw, lo, hi int64) int64 { return lo + d.Rand.Int64N(hi-lo+1) }
+
+// merchant draws one of 50,000 merchants.
+func merchant(d *Draw) string { return fmt.Sprintf("M%05d", d.Rand.IntN(50_000)) }
 
 // expand fills a target's path template for one draw.
 func (t Target) expand(d *Draw) string {

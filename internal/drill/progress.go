@@ -36,10 +36,14 @@ func (r *armRun) progress(live []Counts) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s · %s %d/%d · %s/%s", r.arm.Name(), s.Phases[phase].Name, phase+1, len(s.Phases),
 		clock(elapsed), clock(s.Duration()))
-	var total Counts
+	var total, attacks Counts
 	for i, c := range live {
 		total.add(c)
 		if c.Offered == 0 {
+			continue
+		}
+		if r.chans[i].Attack {
+			attacks.add(c)
 			continue
 		}
 		name := r.chans[i].Name
@@ -48,6 +52,9 @@ func (r *armRun) progress(live []Counts) {
 		}
 		v, _ := c.Success()
 		fmt.Fprintf(&b, " · %s %s", name, livePct(v))
+	}
+	if attacks.Offered > 0 {
+		fmt.Fprintf(&b, " · attacks %d/%d through", attacks.Breaches, attacks.Offered)
 	}
 	fmt.Fprintf(&b, " · %d done/s", total.Offered)
 	if total.Dropped > 0 {
@@ -86,6 +93,14 @@ func summaryLine(ar ArmResult) string {
 	case !ar.Ledger.OK:
 		ledger = "LEDGER CHECK FAILED"
 	}
-	return fmt.Sprintf("%d requests, %s ok, %d shed, %d errors, %d time-outs, %d client-dropped · %s",
+	line := fmt.Sprintf("%d requests, %s ok, %d shed, %d errors, %d time-outs, %d client-dropped · %s",
 		total.Offered, pct(v), total.Shed, total.Errors, total.Timeouts, total.Dropped, ledger)
+	var attacks Counts
+	for _, a := range ar.Attacks {
+		attacks.add(a.Counts)
+	}
+	if attacks.Offered > 0 {
+		line += fmt.Sprintf(" · %d of %d attacks got through", attacks.Breaches, attacks.Offered)
+	}
+	return line
 }

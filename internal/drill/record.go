@@ -36,6 +36,8 @@ type Counts struct {
 	Timeouts int64 `json:"timeouts"`
 	Dropped  int64 `json:"client_dropped"`
 	Attempts int64 `json:"attempts"`
+	// Breaches counts attacks that got what the attacker wanted (Target.Attack).
+	Breaches int64 `json:"breaches,omitempty"`
 }
 
 func (c *Counts) add(o Counts) {
@@ -46,6 +48,7 @@ func (c *Counts) add(o Counts) {
 	c.Timeouts += o.Timeouts
 	c.Dropped += o.Dropped
 	c.Attempts += o.Attempts
+	c.Breaches += o.Breaches
 }
 
 // Success is the share of offered requests answered 2xx; false when none
@@ -94,14 +97,18 @@ type result struct {
 	status   string // HTTP status code, "timeout" or "transport"
 	latency  time.Duration
 	attempts int
+	breach   bool // an attack that got what it wanted
 }
 
 // counter is Counts updated concurrently.
 type counter struct {
-	offered, ok, shed, errors, timeouts, dropped, attempts atomic.Int64
+	offered, ok, shed, errors, timeouts, dropped, attempts, breaches atomic.Int64
 }
 
-func (c *counter) count(o outcome, attempts int) {
+func (c *counter) count(o outcome, attempts int, breach bool) {
+	if breach {
+		c.breaches.Add(1)
+	}
 	switch o {
 	case outOK:
 		c.ok.Add(1)
@@ -119,14 +126,14 @@ func (c *counter) count(o outcome, attempts int) {
 
 func (c *counter) load() Counts {
 	return Counts{Offered: c.offered.Load(), OK: c.ok.Load(), Shed: c.shed.Load(), Errors: c.errors.Load(),
-		Timeouts: c.timeouts.Load(), Dropped: c.dropped.Load(), Attempts: c.attempts.Load()}
+		Timeouts: c.timeouts.Load(), Dropped: c.dropped.Load(), Attempts: c.attempts.Load(), Breaches: c.breaches.Load()}
 }
 
 // take reads and resets; fields are read one by one, which is exact enough
 // for a progress line.
 func (c *counter) take() Counts {
 	return Counts{Offered: c.offered.Swap(0), OK: c.ok.Swap(0), Shed: c.shed.Swap(0), Errors: c.errors.Swap(0),
-		Timeouts: c.timeouts.Swap(0), Dropped: c.dropped.Swap(0), Attempts: c.attempts.Swap(0)}
+		Timeouts: c.timeouts.Swap(0), Dropped: c.dropped.Swap(0), Attempts: c.attempts.Swap(0), Breaches: c.breaches.Swap(0)}
 }
 
 // recorder collects one arm's run. Counts are dense arrays of atomic
@@ -190,9 +197,9 @@ func (r *recorder) offer(a arrival, ch int, lag time.Duration, dropped bool) {
 // done records a sent request's final outcome.
 func (r *recorder) done(a arrival, ch int, res result) {
 	s := r.sec(a)
-	r.counts[(s*r.nch+ch)*r.npop+a.pop].count(res.out, res.attempts)
-	r.phase[(a.phase*r.nch+ch)*r.npop+a.pop].count(res.out, res.attempts)
-	r.live[ch].count(res.out, res.attempts)
+	r.counts[(s*r.nch+ch)*r.npop+a.pop].count(res.out, res.attempts, res.breach)
+	r.phase[(a.phase*r.nch+ch)*r.npop+a.pop].count(res.out, res.attempts, res.breach)
+	r.live[ch].count(res.out, res.attempts, res.breach)
 	r.live[ch].offered.Add(1)
 
 	r.chMu[ch].Lock()
@@ -422,6 +429,24 @@ func (r *recorder) fill(a *ArmResult, s *Scenario, chans []ChannelInfo) {
 			}
 		}
 		a.Phases = append(a.Phases, pr)
+	}
+	for _, c := range chans {
+		if !c.Attack {
+			continue
+		}
+		ar := AttackResult{Kind: c.Name, Statuses: map[string]int64{}}
+		for _, p := range a.Phases {
+			for _, cell := range p.Channels {
+				if cell.Channel != c.Name {
+					continue
+				}
+				ar.add(cell.Counts)
+				for k, n := range cell.Statuses {
+					ar.Statuses[k] += n
+				}
+			}
+		}
+		a.Attacks = append(a.Attacks, ar)
 	}
 	a.Generator.LagP50 = float64(r.lag.ValueAtQuantile(50)) / 1000
 	a.Generator.LagP99 = float64(r.lag.ValueAtQuantile(99)) / 1000

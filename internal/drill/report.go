@@ -61,6 +61,7 @@ type report struct {
 	Outcomes []legendItem
 	Compare  []tierChart
 	Verdicts []verdictRow
+	Attacks  []attackRow
 	ArmNames []string
 	Arms     []armView
 	Failed   int
@@ -81,6 +82,19 @@ type verdictRow struct {
 	SLO   string
 	Want  string
 	Cells []verdictCell // one per arm, in run order
+}
+
+// attackRow is one kind of attack across the arms.
+type attackRow struct {
+	Kind  string
+	Cells []attackCell // one per arm, in run order
+}
+
+type attackCell struct {
+	Sent     bool
+	Breaches string // "0 of 12"
+	Refused  string // how the rest was answered, e.g. "401 ×7 · 403 ×5"
+	Pass     bool   // no breach
 }
 
 type verdictCell struct {
@@ -119,8 +133,11 @@ type heatCell struct {
 func newReport(r *Results) report {
 	v := report{Results: r}
 	for i, c := range r.Channels {
-		v.Legend = append(v.Legend, legendItem{Name: c.Name, Color: cssColor(paletteColor(i))})
+		if !c.Attack {
+			v.Legend = append(v.Legend, legendItem{Name: c.Name, Color: cssColor(paletteColor(i))})
+		}
 	}
+	v.Attacks = attackRows(r)
 	for i, a := range r.Arms {
 		v.ArmNames = append(v.ArmNames, a.Name)
 		v.ArmsKey = append(v.ArmsKey, legendItem{Name: a.Name, Color: cssColor(armColor(i))})
@@ -161,16 +178,22 @@ func verdictRows(r *Results) []verdictRow {
 		i, ok := index[k]
 		if !ok {
 			want := "success ≥ " + pct(s.Want)
-			if s.Metric == MetricMaxP99 {
+			switch s.Metric {
+			case MetricMaxP99:
 				want = "p99 ≤ " + fmtMS(s.Want)
+			case MetricMaxBreaches:
+				want = fmt.Sprintf("successful attacks ≤ %.0f", s.Want)
 			}
 			rows = append(rows, verdictRow{Line: s.Line, SLO: s.SLO, Want: want, Cells: make([]verdictCell, len(r.Arms))})
 			i = len(rows) - 1
 			index[k] = i
 		}
 		got := pctOrDash(s.Got, true)
-		if s.Metric == MetricMaxP99 {
+		switch s.Metric {
+		case MetricMaxP99:
 			got = fmtMS(s.Got)
+		case MetricMaxBreaches:
+			got = fmt.Sprintf("%.0f of %s", s.Got, groupDigits(s.Offered))
 		}
 		if s.Note != "" {
 			got = "—"
@@ -194,6 +217,9 @@ func compareCharts(r *Results) []tierChart {
 	}
 	var out []tierChart
 	for _, t := range tiers {
+		if t == TierAttack {
+			continue // the attacks have their own table
+		}
 		c := newChart("success (%)", r.Phases, r.Scenario.Seconds)
 		c.p.Y.Min, c.p.Y.Max = 0, 112
 		drawn := false
@@ -209,6 +235,35 @@ func compareCharts(r *Results) []tierChart {
 		}
 	}
 	return out
+}
+
+func isAttack(r *Results, channel string) bool { return tierOf(r, channel) == TierAttack }
+
+// attackRows is the attacks table: per kind and arm, how many got through.
+func attackRows(r *Results) []attackRow {
+	var rows []attackRow
+	for _, c := range r.Channels {
+		if !c.Attack {
+			continue
+		}
+		row := attackRow{Kind: c.Name, Cells: make([]attackCell, len(r.Arms))}
+		for j, a := range r.Arms {
+			for _, at := range a.Attacks {
+				if at.Kind != c.Name || at.Offered == 0 {
+					continue
+				}
+				var refused []string
+				for _, k := range sortedKeys(at.Statuses) {
+					refused = append(refused, fmt.Sprintf("%s ×%d", k, at.Statuses[k]))
+				}
+				row.Cells[j] = attackCell{Sent: true, Pass: at.Breaches == 0,
+					Breaches: fmt.Sprintf("%s of %s", groupDigits(at.Breaches), groupDigits(at.Offered)),
+					Refused:  strings.Join(refused, " · ")}
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows
 }
 
 func tierOf(r *Results, channel string) string {
@@ -254,7 +309,11 @@ func successSeries(a *ArmResult, sel func(Series) bool) []float64 {
 func newArmView(r *Results, a *ArmResult) armView {
 	v := armView{ArmResult: a, Anchor: "arm-" + a.Name}
 	for _, p := range a.Phases {
-		v.Total.add(p.Total)
+		for _, c := range p.Channels {
+			if !isAttack(r, c.Channel) {
+				v.Total.add(c.Counts)
+			}
+		}
 	}
 	s, ok := v.Total.Success()
 	v.Success = pctOrDash(s, ok)
@@ -281,6 +340,9 @@ func newArmView(r *Results, a *ArmResult) armView {
 	lc.p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	lo, hi := math.Inf(1), 0.0
 	for i, c := range r.Channels {
+		if c.Attack {
+			continue
+		}
 		clr := paletteColor(i)
 		if ys := successSeries(a, func(s Series) bool { return s.Channel == c.Name }); ys != nil {
 			sc.line(ys, clr, 1.3, nil)
@@ -317,6 +379,9 @@ func newArmView(r *Results, a *ArmResult) armView {
 	}
 	peak := 0.0
 	for _, s := range a.Series {
+		if isAttack(r, s.Channel) {
+			continue
+		}
 		for i, c := range s.Seconds {
 			acc := 0.0
 			for j, n := range []int64{c.OK, c.Shed, c.Errors, c.Timeouts, c.Dropped} {
@@ -363,6 +428,9 @@ func newArmView(r *Results, a *ArmResult) armView {
 func heatRows(r *Results, a *ArmResult) []heatRow {
 	var rows []heatRow
 	for i, c := range r.Channels {
+		if c.Attack {
+			continue
+		}
 		row := heatRow{Channel: c.Name, Tier: c.Tier, Color: cssColor(paletteColor(i))}
 		for _, p := range a.Phases {
 			cell := heatCell{Text: "", Class: "none"}

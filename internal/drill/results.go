@@ -39,8 +39,14 @@ type ScenarioInfo struct {
 // ChannelInfo is a channel requests were counted in, most critical first.
 type ChannelInfo struct {
 	Name string `json:"name"`
-	Tier string `json:"tier"`
+	Tier string `json:"tier"` // the route's tier, or TierAttack
+	// Attack marks a channel of attacks (Target.Attack): its requests
+	// should be refused, and Counts.Breaches counts those that were not.
+	Attack bool `json:"attack,omitempty"`
 }
+
+// TierAttack is the tier reported for attack channels.
+const TierAttack = "attack"
 
 // PopulationInfo is a population as configured, defaults filled in.
 type PopulationInfo struct {
@@ -83,6 +89,18 @@ type ArmResult struct {
 	// Sessions are the logins made before the load, per population holding
 	// sessions.
 	Sessions []SessionSeed `json:"sessions,omitempty"`
+	// Attacks are the attack channels over the whole drill: what was sent,
+	// what got through (Breaches) and how the rest was answered.
+	Attacks []AttackResult `json:"attacks,omitempty"`
+}
+
+// AttackResult is one kind of attack (an attack channel) on one arm.
+type AttackResult struct {
+	Kind string `json:"kind"`
+	Counts
+	// Statuses counts final outcomes by HTTP status, "timeout",
+	// "transport" or "client_dropped".
+	Statuses map[string]int64 `json:"statuses,omitempty"`
 }
 
 // Series is one channel × population over time.

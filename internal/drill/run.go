@@ -108,22 +108,40 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 
 // channels lists the channels the scenario's populations send to, most
 // critical tier first.
+// Attack channels come last, under the tier "attack": they are not
+// service a customer gets.
 func channels(s *Scenario) []ChannelInfo {
 	tiers := make(map[string]tier.Tier)
+	attack := make(map[string]bool)
 	for _, p := range s.Populations {
 		for name := range p.Requests {
 			t := s.targets[name]
 			tiers[t.Channel] = t.Tier
+			attack[t.Channel] = attack[t.Channel] || t.Attack != ""
 		}
 	}
 	var out []ChannelInfo
 	for _, name := range sortedKeys(tiers) {
-		out = append(out, ChannelInfo{Name: name, Tier: tiers[name].String()})
+		c := ChannelInfo{Name: name, Tier: tiers[name].String()}
+		if attack[name] {
+			c.Tier, c.Attack = TierAttack, true
+		}
+		out = append(out, c)
 	}
 	slices.SortStableFunc(out, func(a, b ChannelInfo) int {
+		if a.Attack != b.Attack {
+			return cmp.Compare(boolInt(a.Attack), boolInt(b.Attack))
+		}
 		return cmp.Compare(tiers[a.Name], tiers[b.Name])
 	})
 	return out
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // armRun is the state of one arm while its schedule is sent.
@@ -239,6 +257,11 @@ func (r *armRun) setEndpoints(eps Endpoints) error {
 		return fmt.Errorf("arm %s: ops %w", r.arm.Name(), err)
 	}
 	r.eng.setBase(pub)
+	tlsURL, err := loopbackURL(eps.PublicTLS)
+	if err != nil {
+		return fmt.Errorf("arm %s: public TLS %w", r.arm.Name(), err)
+	}
+	r.eng.setPartners(tlsURL, eps.TLS, eps.Partners)
 	// The ops API gets its own connections: a fault must not queue behind
 	// the load it is meant to disturb.
 	op := &ops{base: opsURL, token: eps.OpsToken, client: &http.Client{Transport: &http.Transport{DisableCompression: true}}, settle: checkSettle}

@@ -270,7 +270,9 @@ func TestLoopbackOnly(t *testing.T) {
 		{"http://[::1]:80", "", false},
 		{"http://10.0.0.1:8080", "", false},
 		{"http://example.com", "", false},
-		{"https://127.0.0.1", "", false},
+		{"https://localhost:8443", "https://127.0.0.1:8443", true},
+		{"https://10.0.0.1", "", false},
+		{"ftp://127.0.0.1", "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

@@ -82,6 +82,15 @@ type Population struct {
 	// flood bot does. 0 means the default address with one shared pool of
 	// connections, as a partner network or an app backend.
 	Sources int `yaml:"sources" json:"sources,omitempty"`
+	// Partner marks a partner network's traffic (card schemes, the 3-D
+	// Secure server, the ATM network, the instant-payment scheme): every
+	// target in Requests must be a channel a partner owns, and on an arm
+	// that publishes partner TLS (Endpoints.Partners) each request goes
+	// over TLS with the certificate of the partner owning its channel, on
+	// that partner's pool of keep-alive connections. Elsewhere it goes in
+	// plain HTTP, as partners reached the 2025 bank. Partners connect from
+	// the default address: no sources, no sessions, no SDK.
+	Partner bool `yaml:"partner" json:"partner,omitempty"`
 	// Timeout is the client's per-attempt time-out. Default 2s.
 	Timeout time.Duration `yaml:"timeout" json:"timeout"`
 	// Retry is what the client does when an attempt fails.
@@ -182,6 +191,10 @@ type SLO struct {
 	// MaxP99 is the most the 99th percentile latency of answered requests
 	// (from intended send time, time-outs included) may be.
 	MaxP99 *time.Duration `yaml:"max_p99" json:"max_p99,omitempty"`
+	// MaxBreaches is the most attacks in scope (targets with an Attack
+	// goal) that may get what the attacker wanted, e.g. 0: the arm refused
+	// every one. Requests that are no attacks never count.
+	MaxBreaches *int64 `yaml:"max_breaches" json:"max_breaches,omitempty"`
 
 	line int // where the line starts in the scenario file
 }

@@ -61,6 +61,62 @@ func (e *engine) authorizeRequest(r *http.Request, d *Draw) {
 	}
 }
 
+// stolenSession is a session a stolen-token attack may use: its customer
+// and access token (empty on an arm attaching its own sessions).
+type stolenSession struct {
+	customer Customer
+	token    string
+}
+
+// collectSessions lists the sessions of every population holding them,
+// for stolen-token attacks: the tokens seeded for them or, on an arm that
+// attaches its own (Authorizer), their customers.
+func (e *engine) collectSessions() {
+	e.stolen = e.stolen[:0]
+	for pi := range e.s.Populations {
+		p := &e.s.Populations[pi]
+		if !p.Session {
+			continue
+		}
+		for k := range p.Sessions {
+			var tok string
+			if pi < len(e.tokens) && k < len(e.tokens[pi]) {
+				tok = e.tokens[pi][k]
+			}
+			if tok != "" || e.authorize != nil {
+				e.stolen = append(e.stolen, stolenSession{customer: e.customers(e.sessionCustomer(pi, p, k)), token: tok})
+			}
+		}
+	}
+}
+
+// steal picks the session a stolen-token attack uses against d's customer:
+// one of another customer's, drawn; none when no population holds one.
+func (e *engine) steal(d *Draw) (Customer, string) {
+	n := len(e.stolen)
+	if n == 0 {
+		return Customer{}, ""
+	}
+	k := d.Rand.IntN(n)
+	for i := range min(n, 2) {
+		if s := e.stolen[(k+i)%n]; s.customer.ID != d.Customer.ID {
+			return s.customer, s.token
+		}
+	}
+	return Customer{}, ""
+}
+
+// authorizeStolen attaches to a stolen-token attack the session of its
+// thief, not of its victim.
+func (e *engine) authorizeStolen(r *http.Request, d *Draw) {
+	switch {
+	case d.token != "":
+		r.Header.Set("Authorization", "Bearer "+d.token)
+	case e.authorize != nil && d.Thief.ID != "":
+		e.authorize(r, d.Thief)
+	}
+}
+
 // SessionSeed is how the sessions (or devices) of one population were made.
 type SessionSeed struct {
 	Population string `json:"population"`
@@ -169,6 +225,7 @@ func (e *engine) seedSessions(ctx context.Context, w io.Writer, label string) []
 		out = append(out, seed)
 		fmt.Fprintf(w, "%s · %s: %d of %d customers logged in (%s), in %.1f s\n", label, p.Name, seed.LoggedIn, seed.Wanted, seed.What, seed.Seconds)
 	}
+	e.collectSessions()
 	return out
 }
 

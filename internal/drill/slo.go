@@ -10,6 +10,8 @@ import (
 const (
 	MetricMinSuccess = "min_success"
 	MetricMaxP99     = "max_p99"
+	// MetricMaxBreaches judges a count: attacks that got what they wanted.
+	MetricMaxBreaches = "max_breaches"
 )
 
 // judge evaluates the scenario's SLO lines on one arm's recorder; rec is nil
@@ -45,6 +47,14 @@ func judge(s *Scenario, arm string, armErr string, rec *recorder, chans []Channe
 			v.Got, _ = got.Success()
 			v.Note = note()
 			v.Pass = v.Note == "" && v.Got >= v.Want
+			out = append(out, v)
+		}
+		if o.MaxBreaches != nil {
+			v := v
+			v.Metric, v.Want, v.SLO = MetricMaxBreaches, float64(*o.MaxBreaches), o.describe()
+			v.Got = float64(got.Breaches)
+			v.Note = note()
+			v.Pass = v.Note == "" && v.Got <= v.Want
 			out = append(out, v)
 		}
 		if o.MaxP99 != nil {
@@ -83,6 +93,9 @@ func (o SLO) describe() string {
 	}
 	if o.MaxP99 != nil {
 		want = append(want, fmt.Sprintf("p99 ≤ %v", *o.MaxP99))
+	}
+	if o.MaxBreaches != nil {
+		want = append(want, fmt.Sprintf("at most %d successful attacks", *o.MaxBreaches))
 	}
 	parts = append(parts, strings.Join(want, " and "))
 	parts = append(parts, "during "+sel(o.Phase, "the whole drill"))

@@ -118,6 +118,21 @@ func (s *Scenario) validate() []*FieldError {
 		case p.Devices < 0 || p.Devices > maxSessions || (s.Customers > 0 && p.Devices > s.Customers):
 			bad(pp.with("devices"), "must be 1..%d and at most customers", maxSessions)
 		}
+		if p.Partner {
+			for _, name := range sortedKeys(p.Requests) {
+				if t, ok := s.targets[name]; ok && (t.Partner == "" || t.Attack != "") {
+					bad(pp.with("requests").with(name), "a partner population sends only to partners' channels (%s)", strings.Join(partnerTargets(s.targets), ", "))
+				}
+			}
+			switch {
+			case p.Sources != 0:
+				bad(pp.with("sources"), "not with partner: true (a partner network connects from one address, on pooled connections)")
+			case p.Session:
+				bad(pp.with("session"), "not with partner: true (partners authenticate by certificate, not by a customer's session)")
+			case p.Retry.Policy == RetrySDK:
+				bad(pp.with("retry").with("policy"), "sdk is a customer app's client, not with partner: true")
+			}
+		}
 		switch {
 		case p.Timeout == 0:
 			p.Timeout = defaultTimeout
@@ -125,6 +140,15 @@ func (s *Scenario) validate() []*FieldError {
 			bad(pp.with("timeout"), "must be more than 0 and at most %v", maxTimeout)
 		}
 		errs = append(errs, p.Retry.validate(s, pp.with("retry"))...)
+	}
+
+	holdsSessions := slices.ContainsFunc(s.Populations, func(p Population) bool { return p.Session })
+	for i, p := range s.Populations {
+		for _, name := range sortedKeys(p.Requests) {
+			if t, ok := s.targets[name]; ok && t.Stolen && !holdsSessions {
+				bad(path{"populations", i, "requests", name}, "a stolen-token attack needs a population holding sessions (session: true) to steal from")
+			}
+		}
 	}
 
 	s.sourceBase = s.sourceBase[:0]
@@ -202,8 +226,11 @@ func (s *Scenario) validate() []*FieldError {
 				bad(pp.with("phase"), "unknown phase %q", p)
 			}
 		}
-		if o.MinSuccess == nil && o.MaxP99 == nil {
-			bad(pp, "needs min_success or max_p99")
+		if o.MinSuccess == nil && o.MaxP99 == nil && o.MaxBreaches == nil {
+			bad(pp, "needs min_success, max_p99 or max_breaches")
+		}
+		if o.MaxBreaches != nil && *o.MaxBreaches < 0 {
+			bad(pp.with("max_breaches"), "must be 0 or more attacks")
 		}
 		if o.MinSuccess != nil && (!finite(*o.MinSuccess) || *o.MinSuccess < 0 || *o.MinSuccess > 1) {
 			bad(pp.with("min_success"), "must be a share between 0 and 1, e.g. 0.999")
@@ -299,4 +326,15 @@ func logsIn(s *Scenario, p *Population) bool {
 		}
 	}
 	return false
+}
+
+// partnerTargets lists the targets a partner population may send.
+func partnerTargets(targets Targets) []string {
+	var out []string
+	for _, name := range sortedKeys(targets) {
+		if t := targets[name]; t.Partner != "" && t.Attack == "" {
+			out = append(out, name)
+		}
+	}
+	return out
 }
