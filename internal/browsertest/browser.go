@@ -170,3 +170,29 @@ func (tab *Tab) Shot(name string) string {
 	tab.t.Logf("browsertest: screenshot %s", path)
 	return path
 }
+
+// Until waits, within StepTimeout, for the JavaScript expression expr to be
+// true in the page. It asks every 100 ms, and an evaluation that fails
+// because the page is navigating (its context is gone) is asked again: a
+// form submitted a moment ago may still be redirecting.
+func (tab *Tab) Until(expr string) {
+	tab.t.Helper()
+	ctx, cancel := context.WithTimeout(tab.ctx, StepTimeout)
+	defer cancel()
+	var last error
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		if err == nil && ok {
+			return
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			tab.Shot("failure")
+			tab.t.Fatalf("browsertest: %s never became true (last error: %v)", expr, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
