@@ -237,9 +237,14 @@ func (b *Board) page(states []ChannelStatus, ov overall, now time.Time) []byte {
 			LabelFR: labels[d][0], LabelEN: labels[d][1], FR: s.FR, EN: s.EN,
 		})
 	}
+	return execute(pageTmpl, data)
+}
+
+// execute renders a page's fixed template over plain strings: this cannot
+// fail, short of a mistake in the template itself.
+func execute(t *template.Template, data any) []byte {
 	var buf bytes.Buffer
-	if err := pageTmpl.Execute(&buf, data); err != nil {
-		// A fixed template over plain strings: this cannot fail.
+	if err := t.Execute(&buf, data); err != nil {
 		panic("status: render page: " + err.Error())
 	}
 	return buf.Bytes()
@@ -301,10 +306,5 @@ func (b *Board) pageIn(lang string, states []ChannelStatus, ov overall, now time
 		}
 		data.Channels = append(data.Channels, c)
 	}
-	var buf bytes.Buffer
-	if err := langTmpl.Execute(&buf, data); err != nil {
-		// A fixed template over plain strings: this cannot fail.
-		panic("status: render page: " + err.Error())
-	}
-	return buf.Bytes()
+	return execute(langTmpl, data)
 }
