@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -120,5 +121,83 @@ func TestBrowserLogin(t *testing.T) {
 				t.Errorf("demo page shows no access token of %s with the SMS code as second factor: %s", c.user, raw)
 			}
 		})
+	}
+}
+
+// TestBrowserStatusOutage opens the public status page in both languages,
+// kills the core with nobody using the bank, and waits for the page to say
+// so: card payments on stand-in, balances from last known values or down,
+// the headline no longer "All Systems Operational". Without the status
+// board's synthetic checks no channel has traffic, and the page stays green.
+// One outage for both languages: a recovered page stays degraded for the
+// board's RecoverAfter.
+func TestBrowserStatusOutage(t *testing.T) {
+	b := browsertest.New(t)
+	cfg := config.Default()
+	cfg.Estate.Customers = 1000
+	s := startBrowserServe(t, cfg)
+
+	langs := []struct {
+		lang, healthy, standIn, label string
+	}{
+		{"en", "All Systems Operational", "Working in stand-in mode", "Degraded performance"},
+		{"fr", "Tous les services fonctionnent normalement.", "Fonctionne en mode secours", "Perturbé"},
+	}
+	for _, c := range langs {
+		t.Run(c.lang+"/healthy", func(t *testing.T) {
+			tab := b.Tab(t, "")
+			tab.Do(chromedp.Navigate(s.public + "/status?lang=" + c.lang))
+			if got := browsertest.Run(tab, chromedp.Evaluate[string]("document.documentElement.lang")); got != c.lang {
+				t.Errorf("status page in %q, want %q", got, c.lang)
+			}
+			if got := tab.Text("#overall"); got != c.healthy {
+				t.Errorf("healthy bank: headline %q, want %q", got, c.healthy)
+			}
+			tab.Shot("page")
+		})
+	}
+	s.setCoreDown(t, true)
+	t.Cleanup(func() { s.setCoreDown(t, false) })
+	for _, c := range langs {
+		t.Run(c.lang+"/core-down", func(t *testing.T) {
+			tab := b.Tab(t, "")
+			page := s.public + "/status?lang=" + c.lang
+			// Reload as a customer would, until the page says it or the
+			// step's time is up; the board's own tests bound the delay.
+			shown := false
+			for range int(browsertest.StepTimeout / time.Second) {
+				tab.Do(chromedp.Navigate(page))
+				if browsertest.Run(tab, chromedp.Evaluate[string](`document.getElementById("card-authorize").className`)) == "degraded_performance" {
+					shown = true
+					break
+				}
+				time.Sleep(time.Second)
+			}
+			tab.Shot("page")
+			if !shown {
+				t.Fatalf("card payments still shown %q with the core down", tab.Text("#card-authorize"))
+			}
+			if got := tab.Text("#card-authorize"); !strings.Contains(got, c.standIn) || !strings.Contains(got, c.label) {
+				t.Errorf("card payments say %q, want %q and %q", got, c.label, c.standIn)
+			}
+			if got := browsertest.Run(tab, chromedp.Evaluate[string](`document.getElementById("balance").className`)); got == "operational" {
+				t.Errorf("balance shown operational with the core down: %q", tab.Text("#balance"))
+			}
+			if got := tab.Text("#overall"); got == c.healthy {
+				t.Errorf("headline %q with the core down", got)
+			}
+		})
+	}
+}
+
+func (s *running) setCoreDown(t *testing.T, down bool) {
+	t.Helper()
+	body := `{}`
+	if down {
+		body = `{"down":true}`
+	}
+	res, b := s.do(t, "PUT", s.ops+"/ops/estate/faults/core", body, map[string]string{"Content-Type": "application/json"})
+	if res.StatusCode != 200 {
+		t.Fatalf("core fault: %d %s", res.StatusCode, b)
 	}
 }
