@@ -29,7 +29,15 @@ type running struct {
 // /readyz answers 200.
 func startServe(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
-	cfg.Listen, cfg.OpsListen = "127.0.0.1:0", "127.0.0.1:0"
+	return startServeOn(t, cfg, "127.0.0.1:0")
+}
+
+// startServeOn is startServe with the public listener on listen, for tests
+// whose pages must name their own address (the issuer a browser is sent
+// back to).
+func startServeOn(t *testing.T, cfg *config.Config, listen string) *running {
+	t.Helper()
+	cfg.Listen, cfg.OpsListen = listen, "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.LogLevel = "error" // keep the test output to failures
 

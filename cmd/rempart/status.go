@@ -52,7 +52,7 @@ func (s *stack) buildBoard() error {
 			TitleFR: "Connexion à l'espace client", TitleEN: "Customer login", Fallback: status.NoFallback})
 	}
 	opts := status.Options{Name: "rempart", URL: "http://" + s.cfg.Listen, Registerer: s.metrics.Registry,
-		Breakers: breakerSource{s}}
+		Breakers: breakerSource{s}, Probe: prober{s.checks}}
 	if s.room != nil {
 		opts.Line = lineSource{s.room}
 	}
@@ -105,6 +105,12 @@ func (o boardObserver) ObserveRequest(info *request.Info, code int, h http.Heade
 	if waitroom.TurnedAway(h) {
 		return // customers waiting their turn are not failures
 	}
+	o.b.Observe(statusChannel(info.Route), outcomeOf(code, h, elapsed))
+}
+
+// outcomeOf reads what became of a request from its answer: the status, and
+// the headers the fallbacks mark their answers with.
+func outcomeOf(code int, h http.Header, elapsed time.Duration) status.Outcome {
 	out := status.Outcome{Status: code, Latency: elapsed}
 	switch {
 	case h.Get(breaker.HeaderStandIn) != "", h.Get(breaker.HeaderOutbox) != "":
@@ -119,5 +125,5 @@ func (o boardObserver) ObserveRequest(info *request.Info, code int, h http.Heade
 	case code >= 500:
 		out.UpstreamFailure = true
 	}
-	o.b.Observe(statusChannel(info.Route), out)
+	return out
 }

@@ -60,6 +60,8 @@ type stack struct {
 	closers       []func() error
 	// background runs for as long as the server does (journal replayers).
 	background []func(ctx context.Context)
+	// checks are the status page's synthetic checks, by channel.
+	checks map[string]check
 }
 
 func (s *stack) Close() error {
@@ -401,6 +403,7 @@ func (s *stack) buildRoutes(upstreams map[string]http.Handler) ([]gateway.Route,
 			if h, err = s.guards[r.Upstream].wrap(r.Name, pool, r.Fallback, r.Timeout, up); err != nil {
 				return nil, fmt.Errorf("route %s: %w", r.Name, err)
 			}
+			s.addCheck(r, t, h, up)
 		}
 		if s.scrubber != nil {
 			h = s.scrubber.Middleware(h)

@@ -32,6 +32,8 @@ type channel struct {
 	mu      sync.Mutex
 	buckets []tally // one per second of the window, ring indexed by Unix second
 
+	probes probes // the last synthetic checks, when Options.Probe is set
+
 	h hysteresis
 }
 
@@ -160,6 +162,7 @@ func (b *Board) Tick() {
 		if b.opts.Line != nil {
 			s.waiting, s.wait = b.opts.Line.Line(c.Name)
 		}
+		s.probe, s.probed = c.probes.verdict(now.Add(-probeStale * b.opts.ProbeEvery))
 		c.h.update(now, judge(s, b.opts.MinSamples), b.opts.RaiseAfter, b.opts.RecoverAfter)
 		b.gauge.WithLabelValues(c.Name, c.Tier.String()).Set(float64(c.h.level))
 		fr, en := words(c.Channel, c.h.shown, now, b.opts.Location)
@@ -175,8 +178,17 @@ func (b *Board) Tick() {
 	b.pages.Store(b.render(now, states))
 }
 
-// Run calls Tick every Options.Every until ctx is done.
+// Run calls Tick every Options.Every, and checks every channel every
+// Options.ProbeEvery when Options.Probe is set, until ctx is done.
 func (b *Board) Run(ctx context.Context) {
+	if b.opts.Probe != nil {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			b.runProbes(ctx)
+		}()
+	}
 	t := time.NewTicker(b.opts.Every)
 	defer t.Stop()
 	for {

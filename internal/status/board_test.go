@@ -477,3 +477,36 @@ func BenchmarkObserve(b *testing.B) {
 		}
 	})
 }
+
+// TestHTMLPageLanguage: ?lang= gives the page in that one language, with a
+// link to the other; anything else, both.
+func TestHTMLPageLanguage(t *testing.T) {
+	b := incident(t)
+	for _, c := range []struct {
+		query         string
+		want, notWant []string
+	}{
+		{"?lang=fr", []string{`<html lang="fr">`, "Indisponible", "Vérifié le 22/12/2025", `href="/status?lang=en"`, escaped("Retraits aux distributeurs")},
+			[]string{"Major outage", "Cash withdrawals at ATMs"}},
+		{"?lang=en", []string{`<html lang="en">`, "Major outage", "Checked on 22 Dec 2025", `href="/status?lang=fr"`, "Cash withdrawals at ATMs"},
+			[]string{"Indisponible", escaped("Retraits aux distributeurs")}},
+		{"?lang=de", []string{`<html lang="fr">`, "Indisponible", "Major outage"}, nil},
+		{"", []string{`<html lang="fr">`, "Indisponible", "Major outage"}, nil},
+	} {
+		t.Run(c.query, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			b.ServeHTML(rec, httptest.NewRequest(http.MethodGet, "/status"+c.query, nil))
+			body := rec.Body.String()
+			for _, w := range c.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("page lacks %q", w)
+				}
+			}
+			for _, w := range c.notWant {
+				if strings.Contains(body, w) {
+					t.Errorf("page has %q", w)
+				}
+			}
+		})
+	}
+}

@@ -12,7 +12,10 @@
 //
 // The gateway calls Observe once per request; Run re-evaluates the levels
 // and pre-renders both pages once a second, so serving them costs a copy of
-// a few kilobytes whatever the load. A login channel fed by the waiting room
+// a few kilobytes whatever the load. A channel without enough traffic to
+// judge is judged on synthetic checks (Options.Probe, probe.go): a cheap read
+// through the same path a request takes, every 2 s, so an outage shows within
+// 10 s on a channel nobody is using. A login channel fed by the waiting room
 // would be declared like the others:
 //
 //	status.Channel{Name: "login", Tier: tier.Important,

@@ -46,6 +46,8 @@ type signals struct {
 	shedRatio float64 // from admission, when wired
 	waiting   int     // in the waiting line, when wired
 	wait      time.Duration
+	probe     verdict // what the synthetic checks say, when probed
+	probed    bool
 }
 
 // verdict is what the rules make of the signals, before hysteresis.
@@ -83,9 +85,17 @@ const (
 //     is open or half-open, admission sheds more than 5 %, or a waiting line
 //     holds anyone.
 //   - Up otherwise.
+//   - On fewer than MinSamples answers, the synthetic checks (when there are
+//     enough fresh ones, see probe.go) make the channel as bad as they say:
+//     a channel nobody uses is not "Normal" through an outage. With enough
+//     traffic, the customers' own answers are the better evidence.
 func judge(s signals, minSamples int) verdict {
 	v := rules(s, minSamples)
 	v.asOf, v.wait = s.t.asOf, s.wait
+	if s.probed && s.t.counted() < minSamples && s.probe.level > v.level {
+		v = s.probe
+		v.wait = s.wait
+	}
 	return v
 }
 

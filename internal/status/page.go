@@ -15,7 +15,8 @@ import (
 // them, built once per Tick so serving is a map assignment and a copy.
 type pages struct {
 	states []ChannelStatus
-	html   rendered
+	html   rendered // both languages, French first
+	fr, en rendered // one language, for ?lang=fr and ?lang=en
 	json   rendered
 }
 
@@ -45,6 +46,8 @@ func (b *Board) render(now time.Time, states []ChannelStatus) *pages {
 	p := &pages{states: states}
 	p.json = finish(b.summary(states, ov, updated), "application/json", cache, updated)
 	p.html = finish(b.page(states, ov, now), "text/html; charset=utf-8", cache, now)
+	p.fr = finish(b.pageIn("fr", states, ov, now), "text/html; charset=utf-8", cache, now)
+	p.en = finish(b.pageIn("en", states, ov, now), "text/html; charset=utf-8", cache, now)
 	return p
 }
 
@@ -66,8 +69,20 @@ func finish(body []byte, contentType, cacheControl string, modified time.Time) r
 	}
 }
 
-// ServeHTML serves /status: the page for customers.
-func (b *Board) ServeHTML(w http.ResponseWriter, r *http.Request) { serve(w, r, &b.pages.Load().html) }
+// ServeHTML serves /status: the page for customers, in French and English,
+// or in the one language ?lang=fr or ?lang=en asks for (a link from a page
+// in that language, or the language link of the page itself).
+func (b *Board) ServeHTML(w http.ResponseWriter, r *http.Request) {
+	p := b.pages.Load()
+	switch r.URL.Query().Get("lang") {
+	case "fr":
+		serve(w, r, &p.fr)
+	case "en":
+		serve(w, r, &p.en)
+	default:
+		serve(w, r, &p.html)
+	}
+}
 
 // ServeJSON serves /status.json: the Statuspage summary.json for tooling.
 func (b *Board) ServeJSON(w http.ResponseWriter, r *http.Request) { serve(w, r, &b.pages.Load().json) }
@@ -222,10 +237,74 @@ func (b *Board) page(states []ChannelStatus, ov overall, now time.Time) []byte {
 			LabelFR: labels[d][0], LabelEN: labels[d][1], FR: s.FR, EN: s.EN,
 		})
 	}
+	return execute(pageTmpl, data)
+}
+
+// execute renders a page's fixed template over plain strings: this cannot
+// fail, short of a mistake in the template itself.
+func execute(t *template.Template, data any) []byte {
 	var buf bytes.Buffer
-	if err := pageTmpl.Execute(&buf, data); err != nil {
-		// A fixed template over plain strings: this cannot fail.
+	if err := t.Execute(&buf, data); err != nil {
 		panic("status: render page: " + err.Error())
 	}
 	return buf.Bytes()
+}
+
+// langTmpl is the customer page in one language, with a link to the other;
+// otherwise as pageTmpl.
+var langTmpl = template.Must(template.New("status-lang").Parse(`<!doctype html>
+<html lang="{{.Lang}}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style>body{font:1rem/1.5 system-ui,sans-serif;max-width:44rem;margin:1.5rem auto;padding:0 1rem;color:#111;background:#fff}
+ul{list-style:none;padding:0}li{border-left:.4rem solid #888;padding:.25rem .75rem;margin:.75rem 0}
+.operational{border-color:#1a7f37}.degraded_performance{border-color:#9a6700}.partial_outage{border-color:#bc4c00}.major_outage{border-color:#cf222e}
+h2{font-size:1.05rem;margin:0}p{margin:.2rem 0}</style>
+</head>
+<body>
+<main>
+<h1>{{.Title}}</h1>
+<p><a href="/status?lang={{.Other}}" lang="{{.Other}}" hreflang="{{.Other}}">{{.OtherName}}</a></p>
+<p class="{{.Indicator}}" id="overall"><strong>{{.Overall}}</strong></p>
+<p>{{.Checked}}</p>
+<ul>
+{{range .Channels}}<li class="{{.Status}}" id="{{.Name}}">
+<h2>{{.Title}}</h2>
+<p><strong>{{.Label}}</strong> — {{.Words}}</p>
+</li>
+{{end}}</ul>
+<p><a href="/status.json">status.json</a></p>
+</main>
+</body>
+</html>
+`))
+
+type langChannel struct {
+	Name, Title, Status, Label, Words string
+}
+
+// pageIn renders the page in lang, "fr" or "en".
+func (b *Board) pageIn(lang string, states []ChannelStatus, ov overall, now time.Time) []byte {
+	t := now.In(b.opts.Location)
+	fr := lang == "fr"
+	data := struct {
+		Lang, Other, OtherName, Title, Indicator, Overall, Checked string
+		Channels                                                   []langChannel
+	}{Lang: "en", Other: "fr", OtherName: "Français", Title: "Service status", Indicator: ov.indicator,
+		Overall: ov.description, Checked: "Checked on " + t.Format("2 Jan 2006 at 15:04:05 MST") + "."}
+	if fr {
+		data.Lang, data.Other, data.OtherName, data.Title = "fr", "en", "English", "État des services"
+		data.Overall, data.Checked = ov.fr, "Vérifié le "+t.Format("02/01/2006 à 15:04:05 MST")+"."
+	}
+	for _, s := range states {
+		d := displayOf(s.Level, s.Partial)
+		c := langChannel{Name: s.Name, Title: s.TitleEN, Status: displayNames[d], Label: labels[d][1], Words: s.EN}
+		if fr {
+			c.Title, c.Label, c.Words = s.TitleFR, labels[d][0], s.FR
+		}
+		data.Channels = append(data.Channels, c)
+	}
+	return execute(langTmpl, data)
 }

@@ -154,9 +154,22 @@ type page struct {
 
 // text holds the page's words in one language.
 type text struct {
-	Lang, Title, Heading, Why, Position, Wait, Refresh, Keep, FullHeading, FullBody string
+	Lang, Title, Heading, Why, Position, Wait, Keep, FullHeading string
+	// refresh and fullBody say how often the page reloads and when it tries
+	// again, for one second and for %d seconds: "toutes les 1 secondes"
+	// is not French.
+	refresh, refreshN, fullBody, fullBodyN string
 	// How a wait is said: under a minute, about one minute, about %d minutes.
 	underMinute, oneMinute, minutes string
+}
+
+// plural says n seconds with one, the sentence for one second, or many, the
+// sentence with a %d.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return fmt.Sprintf(many, n)
 }
 
 // waitFor says a wait in whole minutes: more precision than that would be
@@ -180,10 +193,12 @@ var texts = map[string]text{
 		Why:         "Beaucoup de clients se connectent en même temps. Pour que chacun y parvienne, les connexions se font dans l'ordre d'arrivée.",
 		Position:    "Votre position dans la file",
 		Wait:        "Attente estimée",
-		Refresh:     "Cette page se met à jour d'elle-même toutes les %d secondes.",
+		refresh:     "Cette page se met à jour d'elle-même chaque seconde.",
+		refreshN:    "Cette page se met à jour d'elle-même toutes les %d secondes.",
 		Keep:        "Gardez-la ouverte : vous conservez votre place. Recharger la page ne vous fait pas avancer plus vite, ni reculer.",
 		FullHeading: "La file d'attente est complète",
-		FullBody:    "Trop de clients attendent déjà pour se connecter. Cette page réessaiera d'elle-même dans %d secondes.",
+		fullBody:    "Trop de clients attendent déjà pour se connecter. Cette page réessaiera d'elle-même dans 1 seconde.",
+		fullBodyN:   "Trop de clients attendent déjà pour se connecter. Cette page réessaiera d'elle-même dans %d secondes.",
 		underMinute: "moins d'une minute",
 		oneMinute:   "environ 1 minute",
 		minutes:     "environ %d minutes",
@@ -195,10 +210,12 @@ var texts = map[string]text{
 		Why:         "Many customers are signing in at the same time. So that everyone gets through, sign-ins are let in in order of arrival.",
 		Position:    "Your place in line",
 		Wait:        "Estimated wait",
-		Refresh:     "This page updates itself every %d seconds.",
+		refresh:     "This page updates itself every second.",
+		refreshN:    "This page updates itself every %d seconds.",
 		Keep:        "Keep it open: you keep your place. Reloading it does not move you forward, nor back.",
 		FullHeading: "The waiting line is full",
-		FullBody:    "Too many customers are already waiting to sign in. This page will try again by itself in %d seconds.",
+		fullBody:    "Too many customers are already waiting to sign in. This page will try again by itself in 1 second.",
+		fullBodyN:   "Too many customers are already waiting to sign in. This page will try again by itself in %d seconds.",
 		underMinute: "less than a minute",
 		oneMinute:   "about 1 minute",
 		minutes:     "about %d minutes",
@@ -242,7 +259,7 @@ func (r *Room) writePage(w http.ResponseWriter, lang string, p page) {
 		T                       text
 		P                       page
 		Wait, Refresh, FullBody string
-	}{t, p, t.waitFor(p.Wait), fmt.Sprintf(t.Refresh, p.Poll), fmt.Sprintf(t.FullBody, p.Poll)})
+	}{t, p, t.waitFor(p.Wait), plural(p.Poll, t.refresh, t.refreshN), plural(p.Poll, t.fullBody, t.fullBodyN)})
 	if err != nil {
 		// The template is fixed and its data plain: this cannot happen, but a
 		// waiting client must still get an answer it can follow.

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/rempart/rempart/internal/browsertest"
+	"github.com/rempart/rempart/internal/config"
+)
+
+// startBrowserServe runs serve on a public port chosen before it starts, so
+// the issuer the pages send the browser back to is the address it listens
+// on (the default issuer names the configured listen address).
+func startBrowserServe(t *testing.T, cfg *config.Config) *running {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cfg.Identity.Issuer = "http://" + addr
+	return startServeOn(t, cfg, addr)
+}
+
+// smsTo returns the newest message of the SMS outbox to phone.
+func (s *running) smsTo(t *testing.T, phone string) string {
+	t.Helper()
+	_, body := s.do(t, "GET", s.ops+"/ops/estate/sms?limit=1&to="+url.QueryEscape(phone), "", nil)
+	var out struct {
+		Messages []struct{ Text string } `json:"messages"`
+	}
+	decode(t, body, &out)
+	if len(out.Messages) == 0 {
+		t.Fatalf("no SMS to %s: %s", phone, body)
+	}
+	return out.Messages[0].Text
+}
+
+// TestBrowserLogin logs customers in from the demo app in a real browser,
+// as the README tells a newcomer to: the demo page, the login form in the
+// customer's language (or the one chosen on the form), the password, the
+// SMS code read from the outbox, and back on the demo page with a token.
+func TestBrowserLogin(t *testing.T) {
+	b := browsertest.New(t)
+	cfg := config.Default()
+	cfg.Estate.Customers = 1000
+	s := startBrowserServe(t, cfg)
+
+	for _, c := range []struct {
+		name, acceptLanguage string
+		choose               string // the language link to follow on the form, "" for none
+		user, password       string
+		phone                string
+		lang, title, hint    string
+		sms                  string
+	}{
+		{"french browser", "fr-FR,fr;q=0.9", "", "alice", "alice-demo-2025", "+33 6 12 34 56 78",
+			"fr", "Connexion à votre banque", "Nous avons envoyé un code", "Code de connexion"},
+		{"english chosen on the form", "fr-FR,fr;q=0.9", "en", "alice", "alice-demo-2025", "+33 6 12 34 56 78",
+			"en", "Log in to your bank", "We sent a 6-digit code", "Login code"},
+		{"english browser", "en-GB,en;q=0.9", "", "alice", "alice-demo-2025", "+33 6 12 34 56 78",
+			"en", "Log in to your bank", "We sent a 6-digit code", "Login code"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tab := b.Tab(t, c.acceptLanguage)
+			tab.Do(chromedp.Navigate(s.public+"/demo/"),
+				chromedp.Click(chromedp.ID("login")),
+				chromedp.WaitVisible(chromedp.ID("username")))
+			if c.choose != "" {
+				tab.Do(chromedp.Click(chromedp.CSS(`a[hreflang="`+c.choose+`"]`)),
+					chromedp.WaitVisible(chromedp.CSS(`html[lang="`+c.choose+`"] #username`)))
+			}
+			if got := browsertest.Run(tab, chromedp.Evaluate[string]("document.documentElement.lang")); got != c.lang {
+				t.Errorf("login page in %q, want %q", got, c.lang)
+			}
+			if got := tab.Text("h1"); got != c.title {
+				t.Errorf("login page title %q, want %q", got, c.title)
+			}
+			tab.Do(chromedp.SendKeys(chromedp.ID("username"), c.user),
+				chromedp.SendKeys(chromedp.ID("password"), c.password))
+			tab.Shot("password")
+			tab.Do(chromedp.Submit(chromedp.ID("password")), chromedp.WaitVisible(chromedp.ID("code")))
+			if got := tab.Text("#hint"); !strings.Contains(got, c.hint) {
+				t.Errorf("code step says %q, want it to contain %q", got, c.hint)
+			}
+			text := s.smsTo(t, c.phone)
+			if !strings.Contains(text, c.sms) {
+				t.Errorf("SMS %q, want it in the login's language (%q)", text, c.sms)
+			}
+			code := smsCodeRe.FindStringSubmatch(text)
+			if code == nil {
+				t.Fatalf("no code in the SMS %q", text)
+			}
+			tab.Do(chromedp.SendKeys(chromedp.ID("code"), code[1]))
+			tab.Shot("code")
+			tab.Do(chromedp.Submit(chromedp.ID("code")))
+			tab.Until(`(document.getElementById("out")?.textContent ?? "").includes("access_token")`)
+			tab.Shot("token")
+			var out struct {
+				Token struct {
+					AccessToken string `json:"access_token"`
+				} `json:"token_response"`
+				Claims struct {
+					Sub string   `json:"sub"`
+					AMR []string `json:"amr"`
+				} `json:"access_token_claims"`
+			}
+			raw := tab.Text("#out")
+			if err := json.Unmarshal([]byte(raw), &out); err != nil {
+				t.Fatalf("demo page shows %q: %v", raw, err)
+			}
+			if out.Token.AccessToken == "" || out.Claims.Sub != c.user || !slices.Contains(out.Claims.AMR, "otp") {
+				t.Errorf("demo page shows no access token of %s with the SMS code as second factor: %s", c.user, raw)
+			}
+		})
+	}
+}
+
+// TestBrowserStatusOutage opens the public status page in both languages,
+// kills the core with nobody using the bank, and waits for the page to say
+// so: card payments on stand-in, balances from last known values or down,
+// the headline no longer "All Systems Operational". Without the status
+// board's synthetic checks no channel has traffic, and the page stays green.
+// One outage for both languages: a recovered page stays degraded for the
+// board's RecoverAfter.
+func TestBrowserStatusOutage(t *testing.T) {
+	b := browsertest.New(t)
+	cfg := config.Default()
+	cfg.Estate.Customers = 1000
+	s := startBrowserServe(t, cfg)
+
+	langs := []struct {
+		lang, healthy, standIn, label string
+	}{
+		{"en", "All Systems Operational", "Working in stand-in mode", "Degraded performance"},
+		{"fr", "Tous les services fonctionnent normalement.", "Fonctionne en mode secours", "Perturbé"},
+	}
+	for _, c := range langs {
+		t.Run(c.lang+"/healthy", func(t *testing.T) {
+			tab := b.Tab(t, "")
+			tab.Do(chromedp.Navigate(s.public + "/status?lang=" + c.lang))
+			if got := browsertest.Run(tab, chromedp.Evaluate[string]("document.documentElement.lang")); got != c.lang {
+				t.Errorf("status page in %q, want %q", got, c.lang)
+			}
+			if got := tab.Text("#overall"); got != c.healthy {
+				t.Errorf("healthy bank: headline %q, want %q", got, c.healthy)
+			}
+			tab.Shot("page")
+		})
+	}
+	s.setCoreDown(t, true)
+	t.Cleanup(func() { s.setCoreDown(t, false) })
+	for _, c := range langs {
+		t.Run(c.lang+"/core-down", func(t *testing.T) {
+			tab := b.Tab(t, "")
+			page := s.public + "/status?lang=" + c.lang
+			// Reload as a customer would, until the page says it or the
+			// step's time is up; the board's own tests bound the delay.
+			shown := false
+			for range int(browsertest.StepTimeout / time.Second) {
+				tab.Do(chromedp.Navigate(page))
+				if browsertest.Run(tab, chromedp.Evaluate[string](`document.getElementById("card-authorize").className`)) == "degraded_performance" {
+					shown = true
+					break
+				}
+				time.Sleep(time.Second)
+			}
+			tab.Shot("page")
+			if !shown {
+				t.Fatalf("card payments still shown %q with the core down", tab.Text("#card-authorize"))
+			}
+			if got := tab.Text("#card-authorize"); !strings.Contains(got, c.standIn) || !strings.Contains(got, c.label) {
+				t.Errorf("card payments say %q, want %q and %q", got, c.label, c.standIn)
+			}
+			if got := browsertest.Run(tab, chromedp.Evaluate[string](`document.getElementById("balance").className`)); got == "operational" {
+				t.Errorf("balance shown operational with the core down: %q", tab.Text("#balance"))
+			}
+			if got := tab.Text("#overall"); got == c.healthy {
+				t.Errorf("headline %q with the core down", got)
+			}
+		})
+	}
+}
+
+func (s *running) setCoreDown(t *testing.T, down bool) {
+	t.Helper()
+	body := `{}`
+	if down {
+		body = `{"down":true}`
+	}
+	res, b := s.do(t, "PUT", s.ops+"/ops/estate/faults/core", body, map[string]string{"Content-Type": "application/json"})
+	if res.StatusCode != 200 {
+		t.Fatalf("core fault: %d %s", res.StatusCode, b)
+	}
+}
