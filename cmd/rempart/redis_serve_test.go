@@ -8,7 +8,8 @@ import (
 )
 
 // TestServeWithRedisSessions starts the stack clustered: sessions in Redis and
-// revocations over Redis pub/sub, and checks a token still gets a customer in.
+// revocations over Redis pub/sub, and checks a customer logs in and reads their
+// own account, and only theirs.
 func TestServeWithRedisSessions(t *testing.T) {
 	url := os.Getenv("REDIS_URL")
 	if url == "" {
@@ -20,18 +21,15 @@ func TestServeWithRedisSessions(t *testing.T) {
 	cfg.Sessions.RedisURL = url
 	cfg.Scrub.RedisURL = url
 	s := startServe(t, cfg)
-	res, b := s.do(t, "POST", s.public+"/oauth/token", "grant_type=client_credentials",
-		map[string]string{"Content-Type": "application/x-www-form-urlencoded",
-			"Authorization": "Basic cmVtcGFydC1kZW1vLXNlcnZpY2U6cmVtcGFydC1kZW1vLXNlcnZpY2Utc2VjcmV0"})
+	// A real login (sessions in Redis), then the customer's own balance; a
+	// service token reads no customer data, clustered or not.
+	tok := s.login(t, "alice", "alice-demo-2025", "+33 6 12 34 56 78")
+	res, b := s.do(t, "GET", s.public+"/v1/accounts/A-alice/balance", "", map[string]string{"Authorization": "Bearer " + tok})
 	if res.StatusCode != 200 {
-		t.Fatalf("client credentials: %d %s", res.StatusCode, b)
+		t.Fatalf("balance with alice's token: %d %s", res.StatusCode, b)
 	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	decode(t, b, &tok)
-	res, b = s.do(t, "GET", s.public+"/v1/accounts/A-alice/balance", "", map[string]string{"Authorization": "Bearer " + tok.AccessToken})
-	if res.StatusCode != 200 {
-		t.Fatalf("balance with a token: %d %s", res.StatusCode, b)
+	res, b = s.do(t, "GET", s.public+"/v1/accounts/A-bruno/balance", "", map[string]string{"Authorization": "Bearer " + tok})
+	if res.StatusCode != 403 {
+		t.Fatalf("bruno's balance with alice's token: %d %s", res.StatusCode, b)
 	}
 }
