@@ -133,7 +133,7 @@ func (s *stack) newProtection(ctx context.Context, name string, up http.Handler,
 		return nil, err
 	}
 	rp, err := journal.NewReplayer(journal.ReplayerConfig{Store: s.journal, Upstream: name,
-		Handler: br.Middleware(breaker.Route{Timeout: timeout})(up), Rate: s.cfg.Journal.ReplayRate,
+		Handler: br.Middleware(breaker.Route{Timeout: timeout})(up), Rate: s.cfg.Journal.ReplayRate, Lease: s.cfg.Journal.Lease,
 		OnComplete: p.standIn.Settle, Verdict: standInVerdict, Registerer: reg, Logger: s.log.With("component", "replay")})
 	if err != nil {
 		return nil, err

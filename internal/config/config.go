@@ -193,6 +193,12 @@ type Journal struct {
 	DatabaseURL string `yaml:"database_url"`
 	// ReplayRate bounds replays to a recovering core, per second. Default 50.
 	ReplayRate float64 `yaml:"replay_rate"`
+	// Lease is how long the entries a node's replayer has claimed stay its
+	// own: nodes sharing a postgres journal never replay the same entry
+	// while its lease lasts, and a dead node's entries are taken over by
+	// another once it ends. Between 20s (twice the 10s a replayed call may
+	// take) and 1h; default 30s. Node clocks must agree to well within it.
+	Lease time.Duration `yaml:"lease"`
 	// Retention is how long an entry is kept once it is done (replayed to
 	// the core, or a stand-in decline), e.g. 72h. Default 24h, the least
 	// allowed: stand-in rebuilds each card's daily limit from the day's
@@ -340,6 +346,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Journal.ReplayRate == 0 {
 		c.Journal.ReplayRate = 50
+	}
+	if c.Journal.Lease == 0 {
+		c.Journal.Lease = 30 * time.Second
 	}
 	if c.Journal.Retention == 0 {
 		c.Journal.Retention = 24 * time.Hour
@@ -863,6 +872,9 @@ func (c *Config) validate() []*Error {
 	}
 	if !(c.Journal.ReplayRate > 0 && c.Journal.ReplayRate <= 100_000) {
 		bad("journal.replay_rate", "must be between 0 and 100000 per second")
+	}
+	if c.Journal.Lease < 20*time.Second || c.Journal.Lease > time.Hour {
+		bad("journal.lease", "%v must be between 20s and 1h", c.Journal.Lease)
 	}
 	if c.Journal.Retention < 24*time.Hour || c.Journal.Retention > 8760*time.Hour {
 		bad("journal.retention", "%v must be between 24h and 8760h", c.Journal.Retention)
