@@ -114,8 +114,13 @@ func (s *stack) newProtection(ctx context.Context, name string, up http.Handler,
 		retrier: proxy.NewRetrier(proxy.RetryOptions{Budget: budget, Registerer: reg})}
 	var err error
 	p.admits = map[string]*admission.Controller{}
+	shared, err := s.standInCounter(ctx, name)
+	if err != nil {
+		return nil, err
+	}
 	p.standIn, err = breaker.NewStandIn(ctx, breaker.StandInConfig{
 		Journal: s.journal, Upstream: name, Decode: s.decodeStandIn, Encode: encodeStandIn,
+		Shared: shared, Nodes: s.cfg.StandIn.Nodes,
 		Logger: s.log.With("component", "standin"), Registerer: reg,
 	})
 	if err != nil {
@@ -134,12 +139,59 @@ func (s *stack) newProtection(ctx context.Context, name string, up http.Handler,
 	}
 	rp, err := journal.NewReplayer(journal.ReplayerConfig{Store: s.journal, Upstream: name,
 		Handler: br.Middleware(breaker.Route{Timeout: timeout})(up), Rate: s.cfg.Journal.ReplayRate,
+		Lease: s.cfg.Journal.Lease, Owner: replayOwner(s.cfg.Listen),
 		OnComplete: p.standIn.Settle, Verdict: standInVerdict, Registerer: reg, Logger: s.log.With("component", "replay")})
 	if err != nil {
 		return nil, err
 	}
 	s.background = append(s.background, func(ctx context.Context) { rp.Run(ctx) })
 	return p, nil
+}
+
+// standInCounter opens the Redis counters the nodes share the stand-in
+// limits of upstream through (standin.redis_url, else the sessions' Redis),
+// or returns nil: each node then keeps to its share.
+func (s *stack) standInCounter(ctx context.Context, upstream string) (breaker.Counter, error) {
+	url := s.cfg.StandIn.RedisURL
+	if url == "" && s.cfg.Sessions.Backend == "redis" {
+		url = s.cfg.Sessions.RedisURL
+	}
+	if url == "" {
+		return nil, nil
+	}
+	var cardKey []byte
+	if s.cfg.Journal.Backend == "postgres" {
+		// Every node has the shared journal's key: card names in Redis are
+		// keyed by it, so Redis holds no card number.
+		key, err := sharedJournalKey(os.Getenv(journalKeyEnv), filepath.Join(s.cfg.DataDir, journal.KeyFile))
+		if err != nil {
+			return nil, err
+		}
+		cardKey = key
+	}
+	c, err := breaker.OpenRedisCounter(url, breaker.RedisOptions{Prefix: "rempart:standin:" + upstream + ":", CardKey: cardKey})
+	if err != nil {
+		return nil, fmt.Errorf("standin.redis_url: %w", err)
+	}
+	s.closers = append(s.closers, c.Close)
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := c.Warm(wctx); err != nil {
+		// Not fatal: the node starts on its share and tries Redis again.
+		s.log.Warn("stand-in: shared limits unreachable at start", "err", err)
+	}
+	return c, nil
+}
+
+// replayOwner names this node in its journal leases: the same across a
+// restart, so a restarted node takes its own leases back at once, and
+// distinct between nodes on one host by their listen address.
+func replayOwner(listen string) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	return host + "/" + listen
 }
 
 func (p *protection) breaker(route string) (*breaker.Breaker, error) {

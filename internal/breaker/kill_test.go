@@ -29,6 +29,9 @@ import (
 // it kills; the value is "<journal file> <estate URL>".
 const replayerEnv = "REMPART_BREAKER_KILL_REPLAYER"
 
+// killNode is the lease owner of the killed replayer and of its successor.
+const killNode = "node-1"
+
 // TestKillMidReplay journals stand-in approvals while the estate's core is
 // down, then replays them from a separate process against the estate served
 // over HTTP, and SIGKILLs that process part-way — right after the estate
@@ -144,9 +147,11 @@ func TestKillMidReplay(t *testing.T) {
 		t.Fatalf("ledger mid-replay: %+v %v", mid, err)
 	}
 
-	// A fresh replayer finishes.
+	// A fresh replayer finishes. It is the same node restarted, under the
+	// same lease owner: the killed process's leases are its own and it
+	// takes them at once, without waiting for them to end.
 	rb := newBreaker(t, breaker.Config{Upstream: "estate"}, nil)
-	rp, err := journal.NewReplayer(journal.ReplayerConfig{Store: j2, Upstream: "estate", Rate: 1000,
+	rp, err := journal.NewReplayer(journal.ReplayerConfig{Store: j2, Upstream: "estate", Rate: 1000, Owner: killNode,
 		Handler: rb.Middleware(breaker.Route{})(est.Handler())})
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +198,7 @@ func runReplayerProcess(t *testing.T, arg string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rp, err := journal.NewReplayer(journal.ReplayerConfig{Store: j, Upstream: "estate", Rate: 200, Workers: 2,
+	rp, err := journal.NewReplayer(journal.ReplayerConfig{Store: j, Upstream: "estate", Rate: 200, Workers: 2, Owner: killNode,
 		Handler: br.Middleware(breaker.Route{})(proxy.New(base, 5*time.Second, nil))})
 	if err != nil {
 		t.Fatal(err)

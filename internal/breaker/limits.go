@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -42,29 +43,34 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// limiter keeps the running totals the limits are checked against. A
-// reservation is taken before the decision is journaled and released if the
-// journal refuses it, so that concurrent decisions cannot together pass a
-// limit each of them respects alone.
+// share is one node's part of l when nodes gateways decide against the same
+// limits and cannot tell one another what they approved: the per-card and
+// total limits divided, the per-transaction limit whole.
+func (l Limits) share(nodes int) Limits {
+	if nodes > 1 {
+		l.PerCardPerDay /= int64(nodes)
+		l.Exposure /= int64(nodes)
+	}
+	return l
+}
+
+// limiter is the in-process Counter: the running totals of this process.
+// It also rebuilds them from the journal at start (restore) and tells them
+// to the status page (totals).
 type limiter struct {
-	limits Limits
-	loc    *time.Location
+	loc *time.Location
 
 	mu       sync.Mutex
 	day      time.Time        // midnight starting the day perCard counts
 	perCard  map[string]int64 // card -> approved today
-	open     map[string]hold  // key -> approval the core has not confirmed
+	open     map[string]int64 // key -> amount approved the core has not confirmed
 	exposure int64            // sum of open
 }
 
-type hold struct {
-	card   string
-	amount int64
-	day    time.Time
-}
+var _ Counter = (*limiter)(nil)
 
-func newLimiter(l Limits, loc *time.Location) *limiter {
-	return &limiter{limits: l.withDefaults(), loc: loc, perCard: map[string]int64{}, open: map[string]hold{}}
+func newLimiter(loc *time.Location) *limiter {
+	return &limiter{loc: loc, perCard: map[string]int64{}, open: map[string]int64{}}
 }
 
 func (l *limiter) midnight(t time.Time) time.Time {
@@ -72,67 +78,79 @@ func (l *limiter) midnight(t time.Time) time.Time {
 	return time.Date(y, m, d, 0, 0, 0, 0, l.loc)
 }
 
-// roll starts a new day's per-card totals when t is past the current day.
-func (l *limiter) roll(t time.Time) time.Time {
-	day := l.midnight(t)
+// roll starts a new day's per-card totals when day is past the current one.
+func (l *limiter) roll(day time.Time) {
 	if day.After(l.day) {
 		l.day = day
 		clear(l.perCard)
 	}
-	return day
 }
 
-// reserve approves amount on card, or returns why not. The approval counts
-// at once; commit files it under its key once journaled, release undoes it
-// if it never was (journal failure, or a concurrent request with the same
-// key journaled first).
-func (l *limiter) reserve(card string, amount int64, now time.Time) (*hold, string) {
+// Reserve implements Counter. A hold of a day already over (a request
+// decided across midnight) counts towards the exposure only.
+func (l *limiter) Reserve(_ context.Context, h Hold, lim Limits) (string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	day := l.roll(now)
+	l.roll(h.Day)
 	switch {
-	case amount > l.limits.PerTransaction:
-		return nil, ReasonAmountLimit
-	case l.perCard[card]+amount > l.limits.PerCardPerDay:
-		return nil, ReasonDailyLimit
-	case l.exposure+amount > l.limits.Exposure:
-		return nil, ReasonExposureCap
+	case h.Day.Equal(l.day) && l.perCard[h.Card]+h.Amount > lim.PerCardPerDay:
+		return ReasonDailyLimit, nil
+	case l.exposure+h.Amount > lim.Exposure:
+		return ReasonExposureCap, nil
 	}
-	l.perCard[card] += amount
-	l.exposure += amount
-	return &hold{card: card, amount: amount, day: day}, ""
+	l.add(h)
+	return "", nil
 }
 
-// commit files a journaled approval under its key, for settle. The replayer
-// cannot settle a key before this: it replays only what Append has returned,
-// and commit follows Append in the same goroutine.
-func (l *limiter) commit(key string, h *hold) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.open[key] = *h
+// add counts h whatever the limits: an approval the shared counters made,
+// still part of what this node approved. l.mu is held.
+func (l *limiter) add(h Hold) {
+	l.roll(h.Day)
+	if h.Day.Equal(l.day) {
+		l.perCard[h.Card] += h.Amount
+	}
+	l.open[h.Key] += h.Amount
+	l.exposure += h.Amount
 }
 
-// release undoes a reservation whose decision was never given.
-func (l *limiter) release(h *hold) {
+// count is add for callers not holding l.mu.
+func (l *limiter) count(h Hold) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if h.day.Equal(l.day) {
-		if l.perCard[h.card] -= h.amount; l.perCard[h.card] <= 0 {
-			delete(l.perCard, h.card)
+	l.add(h)
+}
+
+// Release implements Counter. It gives back no more than the key holds, as
+// the Redis counter does: a key settled meanwhile keeps its card's day.
+func (l *limiter) Release(_ context.Context, h Hold) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	amount := min(h.Amount, l.open[h.Key])
+	if amount <= 0 {
+		return nil
+	}
+	if h.Day.Equal(l.day) {
+		if l.perCard[h.Card] -= amount; l.perCard[h.Card] <= 0 {
+			delete(l.perCard, h.Card)
 		}
 	}
-	l.exposure -= h.amount
+	if l.open[h.Key] -= amount; l.open[h.Key] <= 0 {
+		delete(l.open, h.Key)
+	}
+	l.exposure -= amount
+	return nil
 }
 
-// settle ends the exposure of an approval the core now has; it still counts
-// towards the card's day. Settling twice is harmless.
-func (l *limiter) settle(key string) {
+// Settle implements Counter. A key this process never counted (another
+// node's approval) changes nothing.
+func (l *limiter) Settle(_ context.Context, key string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if h, ok := l.open[key]; ok {
+	if amount, ok := l.open[key]; ok {
 		delete(l.open, key)
-		l.exposure -= h.amount
+		l.exposure -= amount
 	}
+	return nil
 }
 
 // restore counts an approval found in the journal at start-up, after roll
@@ -141,12 +159,11 @@ func (l *limiter) settle(key string) {
 func (l *limiter) restore(key, card string, amount int64, at time.Time, pending bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	day := l.midnight(at)
-	if day.Equal(l.day) {
+	if l.midnight(at).Equal(l.day) {
 		l.perCard[card] += amount
 	}
 	if _, ok := l.open[key]; pending && !ok {
-		l.open[key] = hold{card: card, amount: amount, day: day}
+		l.open[key] = amount
 		l.exposure += amount
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,8 +49,25 @@ type StandInConfig struct {
 	// Upstream names the upstream whose replayer delivers the approvals.
 	// Required.
 	Upstream string
-	// Limits bound what is approved.
+	// Limits bound what is approved, across every node.
 	Limits Limits
+	// Shared, if set, counts the approvals of every node against Limits
+	// (a RedisCounter), so that a cluster approves no more than one node
+	// would. When it fails or is slow the node decides on its share of the
+	// limits (see Nodes) and tries it again after SharedBackoff.
+	Shared Counter
+	// Nodes is how many gateways take stand-in decisions against Limits.
+	// A node's share is Limits.PerCardPerDay and Limits.Exposure divided by
+	// Nodes (PerTransaction whole): what it approves on its own, counting
+	// all it approved, while Shared is unset or unreachable; never the
+	// whole limit. Default 1.
+	Nodes int
+	// SharedTimeout bounds each call to Shared. Default 50ms: a stand-in
+	// decision is a card payment waiting at a terminal.
+	SharedTimeout time.Duration
+	// SharedBackoff is how long decisions stay on the node's share after
+	// Shared failed, before it is called again. Default 1s.
+	SharedBackoff time.Duration
 	// Decode reads a request of the channel; body is its body (r.Body is
 	// spent). A *problem.Details error is sent as it is, another as a 400.
 	// Required.
@@ -81,9 +99,15 @@ type StandInConfig struct {
 // the decision it already gave. Approvals stay pending in the journal until
 // the replayer has delivered them to the core; Settle ends their exposure.
 type StandIn struct {
-	cfg StandInConfig
-	lim *limiter
-	log *slog.Logger
+	cfg    StandInConfig
+	limits Limits   // whole, as Shared checks them
+	share  Limits   // this node's part, as lim checks them
+	lim    *limiter // what this node approved
+	log    *slog.Logger
+	// sharedDown is when Shared may be called again after a failure (unix
+	// nanoseconds), 0 while it answers.
+	sharedDown atomic.Int64
+	fallbacks  prometheus.Counter
 
 	decisions *prometheus.CounterVec // kind, decision, reason
 	approvals *prometheus.CounterVec // route
@@ -110,11 +134,26 @@ func NewStandIn(ctx context.Context, cfg StandInConfig) (*StandIn, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Nodes <= 0 {
+		cfg.Nodes = 1
+	}
+	if cfg.SharedTimeout <= 0 {
+		cfg.SharedTimeout = 50 * time.Millisecond
+	}
+	if cfg.SharedBackoff <= 0 {
+		cfg.SharedBackoff = time.Second
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &StandIn{cfg: cfg, lim: newLimiter(cfg.Limits, cfg.Location), log: log.With("component", "standin"),
+	limits := cfg.Limits.withDefaults()
+	s := &StandIn{cfg: cfg, limits: limits, share: limits.share(cfg.Nodes), lim: newLimiter(cfg.Location),
+		log: log.With("component", "standin"),
+		fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rempart_breaker_standin_shared_fallbacks_total",
+			Help: "Stand-in decisions taken on this node's share of the limits because the shared counters failed or were slow.",
+		}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rempart_breaker_standin_decisions_total",
 			Help: "Decisions taken by stand-in processing while the core was away, by kind, decision (approved, declined) and reason.",
@@ -138,6 +177,11 @@ func NewStandIn(ctx context.Context, cfg StandInConfig) (*StandIn, error) {
 	if s.exposure, err = telemetry.Register(cfg.Registerer, s.exposure); err != nil {
 		return nil, fmt.Errorf("stand-in metrics: %w", err)
 	}
+	if cfg.Shared != nil {
+		if s.fallbacks, err = telemetry.Register(cfg.Registerer, s.fallbacks); err != nil {
+			return nil, fmt.Errorf("stand-in metrics: %w", err)
+		}
+	}
 	if err := s.rebuild(ctx); err != nil {
 		return nil, fmt.Errorf("stand-in: rebuild limits from the journal: %w", err)
 	}
@@ -148,6 +192,9 @@ func NewStandIn(ctx context.Context, cfg StandInConfig) (*StandIn, error) {
 func (s *StandIn) rebuild(ctx context.Context) error {
 	today := s.lim.midnight(s.cfg.Now())
 	s.lim.roll(today)
+	// The shared counters are not rebuilt: the nodes that approved counted
+	// there already. This node's own totals hold every approval the journal
+	// has, its peers' too when they share it, which only narrows its share.
 	restore := func(f journal.Filter, keep func(journal.Entry) bool) error {
 		for {
 			page, err := s.cfg.Journal.List(ctx, f)
@@ -209,11 +256,12 @@ func (s *StandIn) Answer(w http.ResponseWriter, r *http.Request, body []byte, o 
 	}
 	now := s.cfg.Now()
 	d := StandInDecision{Key: key, Kind: req.Kind, Card: req.Card, Amount: req.Amount, At: now}
-	h, reason := s.lim.reserve(req.Card, req.Amount, now)
-	d.Approved, d.Reason = h != nil, reason
+	h := Hold{Key: key, Card: req.Card, Amount: req.Amount, Day: s.lim.midnight(now)}
+	reason, shared := s.reserve(r.Context(), h)
+	d.Approved, d.Reason = reason == "", reason
 	release := func() {
-		if h != nil {
-			s.lim.release(h)
+		if d.Approved {
+			s.release(r.Context(), h, shared)
 		}
 	}
 	rec, err := json.Marshal(d)
@@ -247,9 +295,6 @@ func (s *StandIn) Answer(w http.ResponseWriter, r *http.Request, body []byte, o 
 		WriteDegraded(w, o, "the core is unavailable and stand-in could not record a decision")
 		return AnswerDegraded
 	}
-	if h != nil {
-		s.lim.commit(key, h)
-	}
 	s.count(d)
 	if d.Approved {
 		route := routeName(r)
@@ -261,6 +306,66 @@ func (s *StandIn) Answer(w http.ResponseWriter, r *http.Request, body []byte, o 
 	}
 	s.write(w, d)
 	return AnswerStandIn
+}
+
+// reserve decides h: on the shared counters when they answer in time, else
+// on this node's share. It reports the reason of a decline, and whether the
+// shared counters hold an approval.
+func (s *StandIn) reserve(ctx context.Context, h Hold) (reason string, shared bool) {
+	if h.Amount > s.limits.PerTransaction {
+		return ReasonAmountLimit, false
+	}
+	if s.cfg.Shared != nil {
+		if down := s.sharedDown.Load(); down == 0 || s.cfg.Now().UnixNano() >= down {
+			// Not the client's context: a client leaving is not Redis failing.
+			c, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.SharedTimeout)
+			reason, err := s.cfg.Shared.Reserve(c, h, s.limits)
+			cancel()
+			if err == nil {
+				s.sharedUp()
+				if reason == "" {
+					s.lim.count(h)
+					return "", true
+				}
+				return reason, false
+			}
+			s.sharedFailed(err)
+		}
+		s.fallbacks.Inc()
+	}
+	reason, _ = s.lim.Reserve(ctx, h, s.share)
+	return reason, false
+}
+
+// release undoes a reservation whose decision was never given. A shared
+// counter that cannot be told keeps the amount: the cluster then approves
+// less, never more.
+func (s *StandIn) release(ctx context.Context, h Hold, shared bool) {
+	s.lim.Release(ctx, h)
+	if !shared {
+		return
+	}
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.SharedTimeout)
+	defer cancel()
+	if err := s.cfg.Shared.Release(c, h); err != nil {
+		s.log.Warn("stand-in could not give back an approval to the shared limits; they stay counted",
+			"key", h.Key, "amount", h.Amount, "err", err)
+	}
+}
+
+// sharedFailed leaves the shared counters alone for SharedBackoff, and logs
+// when they were answering until now.
+func (s *StandIn) sharedFailed(err error) {
+	if s.sharedDown.Swap(s.cfg.Now().Add(s.cfg.SharedBackoff).UnixNano()) == 0 {
+		s.log.Warn("stand-in: shared limits unreachable; deciding on this node's share",
+			"nodes", s.cfg.Nodes, "per_card_per_day", s.share.PerCardPerDay, "exposure", s.share.Exposure, "err", err)
+	}
+}
+
+func (s *StandIn) sharedUp() {
+	if s.sharedDown.Swap(0) != 0 {
+		s.log.Info("stand-in: shared limits reachable again")
+	}
 }
 
 // answerFrom answers with the decision in a journal entry, if the request
@@ -324,7 +429,18 @@ func (s *StandIn) Settle(e journal.Entry) {
 	if e.Kind != journal.KindStandIn {
 		return
 	}
-	s.lim.settle(e.Key)
+	s.lim.Settle(context.Background(), e.Key)
+	if s.cfg.Shared != nil {
+		// Whichever node replays the entry settles it there: the shared
+		// counters know every node's approvals. If they cannot be told, the
+		// amount stays counted: the cluster then approves less, never more.
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.SharedTimeout)
+		defer cancel()
+		if err := s.cfg.Shared.Settle(ctx, e.Key); err != nil {
+			s.log.Warn("stand-in could not settle an approval in the shared limits; it stays counted",
+				"key", e.Key, "err", err)
+		}
+	}
 	s.gauge()
 }
 
@@ -337,10 +453,16 @@ type StandInStats struct {
 	// CardsToday counts the cards with a stand-in approval today.
 	CardsToday int    `json:"cards_today"`
 	Limits     Limits `json:"limits"`
+	// Share is this node's part of Limits, what it approves on its own
+	// while the shared counters are unset or unreachable.
+	Share Limits `json:"share"`
+	// Shared is set while the shared counters decide.
+	Shared bool `json:"shared"`
 }
 
 // Stats returns a snapshot of stand-in processing.
 func (s *StandIn) Stats() StandInStats {
 	exposure, open, cards := s.lim.totals()
-	return StandInStats{Exposure: exposure, Open: open, CardsToday: cards, Limits: s.lim.limits}
+	return StandInStats{Exposure: exposure, Open: open, CardsToday: cards, Limits: s.limits,
+		Share: s.share, Shared: s.cfg.Shared != nil && s.sharedDown.Load() == 0}
 }

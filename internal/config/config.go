@@ -68,6 +68,9 @@ type Config struct {
 	// Journal chooses where stand-in decisions and outbox transfers are
 	// kept until they are replayed to the core.
 	Journal Journal `yaml:"journal"`
+	// StandIn configures how the nodes of a cluster share the stand-in
+	// limits.
+	StandIn StandIn `yaml:"standin"`
 	// Scrub configures L7 scrubbing: attack detection, rate limits,
 	// proof-of-work and clearances.
 	Scrub Scrub `yaml:"scrub"`
@@ -196,12 +199,35 @@ type Journal struct {
 	DatabaseURL string `yaml:"database_url"`
 	// ReplayRate bounds replays to a recovering core, per second. Default 50.
 	ReplayRate float64 `yaml:"replay_rate"`
+	// Lease is how long the entries a node's replayer has claimed stay its
+	// own: nodes sharing a postgres journal never replay the same entry
+	// while its lease lasts, and a dead node's entries are taken over by
+	// another once it ends. Between 20s (twice the 10s a replayed call may
+	// take) and 1h; default 30s. Node clocks must agree to well within it.
+	Lease time.Duration `yaml:"lease"`
 	// Retention is how long an entry is kept once it is done (replayed to
 	// the core, or a stand-in decline), e.g. 72h. Default 24h, the least
 	// allowed: stand-in rebuilds each card's daily limit from the day's
 	// entries after a restart, and answers a retried key from its entry.
 	// At most 8760h (a year). Entries still pending are never purged.
 	Retention time.Duration `yaml:"retention"`
+}
+
+// StandIn configures how the nodes of a cluster share the stand-in limits
+// (per transaction, per card per day, total exposure).
+type StandIn struct {
+	// Nodes is how many gateways take stand-in decisions for the bank.
+	// Each node alone approves its share (the per-card daily and total
+	// limits divided by nodes) while the shared counters are unset or
+	// unreachable, never the whole limit. Between 1 and 64; default 1.
+	Nodes int `yaml:"nodes"`
+	// RedisURL is the Redis whose counters every node checks and adds to
+	// atomically, so the cluster approves no more than one node would, e.g.
+	// redis://127.0.0.1:6379/0. Default sessions.redis_url when
+	// sessions.backend is redis. Each call has 50ms; past that, or with
+	// Redis down, the node decides on its share for a second, logs the
+	// change once and counts rempart_breaker_standin_shared_fallbacks_total.
+	RedisURL string `yaml:"redis_url"`
 }
 
 // Identity configures the built-in OpenID provider (served on the public
@@ -343,6 +369,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Journal.ReplayRate == 0 {
 		c.Journal.ReplayRate = 50
+	}
+	if c.StandIn.Nodes == 0 {
+		c.StandIn.Nodes = 1
+	}
+	if c.Journal.Lease == 0 {
+		c.Journal.Lease = 30 * time.Second
 	}
 	if c.Journal.Retention == 0 {
 		c.Journal.Retention = 24 * time.Hour
@@ -870,6 +902,17 @@ func (c *Config) validate() []*Error {
 	}
 	if !(c.Journal.ReplayRate > 0 && c.Journal.ReplayRate <= 100_000) {
 		bad("journal.replay_rate", "must be between 0 and 100000 per second")
+	}
+	if c.StandIn.Nodes < 1 || c.StandIn.Nodes > 64 {
+		bad("standin.nodes", "%d must be between 1 and 64", c.StandIn.Nodes)
+	}
+	if c.StandIn.RedisURL != "" {
+		if u, err := url.Parse(c.StandIn.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			bad("standin.redis_url", "%q must be a redis:// or rediss:// URL", c.StandIn.RedisURL)
+		}
+	}
+	if c.Journal.Lease < 20*time.Second || c.Journal.Lease > time.Hour {
+		bad("journal.lease", "%v must be between 20s and 1h", c.Journal.Lease)
 	}
 	if c.Journal.Retention < 24*time.Hour || c.Journal.Retention > 8760*time.Hour {
 		bad("journal.retention", "%v must be between 24h and 8760h", c.Journal.Retention)

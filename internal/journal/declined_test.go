@@ -135,7 +135,7 @@ func TestDeclinedCountedOnceAcrossReplayers(t *testing.T) {
 		time.Now().Add(-time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	// The entry was listed pending before the other node completed it.
+	// The entry was claimed pending before the other node completed it.
 	e, err := s.Get(t.Context(), "k")
 	if err != nil {
 		t.Fatal(err)
@@ -152,16 +152,17 @@ func TestDeclinedCountedOnceAcrossReplayers(t *testing.T) {
 	}
 }
 
-// lateStore lists one entry as pending although it is already done.
+// lateStore claims one entry as pending although it is already done, as
+// when another node's lease ran out while it was replaying it.
 type lateStore struct {
 	journal.Store
 	stale  journal.Entry
 	listed bool
 }
 
-func (l *lateStore) List(ctx context.Context, f journal.Filter) ([]journal.Entry, error) {
-	if l.listed || f.State != journal.Pending {
-		return l.Store.List(ctx, f)
+func (l *lateStore) Claim(ctx context.Context, f journal.Filter, lease journal.Lease) ([]journal.Entry, error) {
+	if l.listed {
+		return l.Store.Claim(ctx, f, lease)
 	}
 	l.listed = true
 	e := l.stale

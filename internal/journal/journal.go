@@ -110,6 +110,33 @@ type Filter struct {
 	Limit int
 }
 
+// Lease is a claim on entries by one replayer (Store.Claim). Instants come
+// from the claimer's clock: nodes' clocks must agree to well within a lease.
+type Lease struct {
+	// Owner names the claimer, unique among the nodes sharing the journal.
+	Owner string
+	// Now is the claimer's present: leases that ended before it are free.
+	Now time.Time
+	// Until is when the claimed entries' lease ends, after Now.
+	Until time.Time
+}
+
+// Validate reports, wrapping ErrInvalid, why l cannot be used with f.
+func (l Lease) Validate(f Filter) error {
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case f.State == Done:
+		return fmt.Errorf("done entries are never claimed: %w", ErrInvalid)
+	case l.Owner == "" || len(l.Owner) > MaxFieldLen || !text(l.Owner):
+		return fmt.Errorf("lease owner %q: %w", l.Owner, ErrInvalid)
+	case !inNanoRange(l.Now) || !inNanoRange(l.Until) || !l.Until.After(l.Now):
+		return fmt.Errorf("lease from %v until %v: %w", l.Now, l.Until, ErrInvalid)
+	}
+	return nil
+}
+
 // Counts is how many entries a journal holds, by state and kind.
 type Counts struct {
 	Pending map[string]int // by Kind
@@ -129,6 +156,14 @@ type Store interface {
 	Get(ctx context.Context, key string) (Entry, error)
 	// List returns the entries f selects, by increasing Seq.
 	List(ctx context.Context, f Filter) ([]Entry, error)
+	// Claim leases to l.Owner, until l.Until, at most f.Limit pending
+	// entries that f selects and whose lease is free, ended before l.Now or
+	// already l.Owner's, and returns them by increasing Seq. While a lease
+	// lasts no other owner claims the entry, so nodes sharing a journal do
+	// not replay the same entries; once it ends (its owner died) another
+	// owner takes the entry over. A Done entry is never claimed. f.State
+	// must be empty or Pending.
+	Claim(ctx context.Context, f Filter, l Lease) ([]Entry, error)
 	// Complete marks the entry Done with the upstream's result, at time at,
 	// and returns it. Completing a Done entry changes nothing (the first
 	// result stays) and is not an error; an unknown key is ErrNotFound.

@@ -3,11 +3,13 @@ package journal
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,6 +47,15 @@ type ReplayerConfig struct {
 	Poll time.Duration
 	// Timeout bounds one replayed call. Default 10s.
 	Timeout time.Duration
+	// Owner names this replayer in the leases it takes on entries (see
+	// Store.Claim): unique among the nodes sharing the journal. Default the
+	// host name, the process id and a random suffix.
+	Owner string
+	// Lease is how long the entries of a pass stay this replayer's alone;
+	// if the node dies, another one takes them over once it ends. A replay
+	// starts only while its entry's lease has Timeout left, so it must be
+	// at least twice Timeout. Default 30s.
+	Lease time.Duration
 	// OnComplete, if set, is called with each entry this replayer marked
 	// Done, e.g. to release the stand-in exposure it held.
 	OnComplete func(Entry)
@@ -83,8 +94,10 @@ const maxConsecutiveFailures = 3
 // Replayer delivers pending entries to the upstream. It re-sends each
 // original request with its Idempotency-Key; the upstream decides a key once,
 // so a replay of an entry already applied (a crash between sending and
-// marking done, another replayer) returns the first result and moves no
-// money twice.
+// marking done) returns the first result and moves no money twice. Nodes
+// sharing a journal do not replay the same entries: each pass claims its
+// entries with a lease (Store.Claim), and a dead node's are taken over
+// when their lease ends.
 type Replayer struct {
 	cfg     ReplayerConfig
 	log     *slog.Logger
@@ -118,6 +131,16 @@ func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 30 * time.Second
+	}
+	if cfg.Lease < 2*cfg.Timeout {
+		return nil, fmt.Errorf("replay lease %v shorter than twice the replay timeout %v: %w", cfg.Lease, cfg.Timeout, ErrInvalid)
+	}
+	if cfg.Owner == "" {
+		host, _ := os.Hostname()
+		cfg.Owner = fmt.Sprintf("%s/%d/%s", host, os.Getpid(), rand.Text()[:8])
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -188,11 +211,17 @@ func (r *Replayer) Drain(ctx context.Context) (Pass, error) {
 		r.mu.Unlock()
 	}()
 	for !p.Stopped {
-		page, err := r.cfg.Store.List(ctx, Filter{State: Pending, Upstream: r.cfg.Upstream, After: after, Limit: r.cfg.Batch})
+		now := r.cfg.Now()
+		lease := Lease{Owner: r.cfg.Owner, Now: now, Until: now.Add(r.cfg.Lease)}
+		page, err := r.cfg.Store.Claim(ctx, Filter{State: Pending, Upstream: r.cfg.Upstream, After: after, Limit: r.cfg.Batch}, lease)
 		if err != nil {
 			r.setErr(err)
-			return p, fmt.Errorf("list pending: %w", err)
+			return p, fmt.Errorf("claim pending: %w", err)
 		}
+		// Past this instant a call could outlast the lease and meet another
+		// node's replay of the same entry: what is left waits for the next
+		// claim, which renews this replayer's own leases.
+		last := lease.Until.Add(-r.cfg.Timeout)
 		if len(page) == 0 {
 			break
 		}
@@ -206,6 +235,9 @@ func (r *Replayer) Drain(ctx context.Context) (Pass, error) {
 						continue
 					}
 					if err := r.limiter.AcquirePermit(ctx); err != nil {
+						continue
+					}
+					if !r.cfg.Now().Before(last) {
 						continue
 					}
 					if r.replay(ctx, e) {

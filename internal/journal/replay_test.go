@@ -3,6 +3,7 @@ package journal_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -340,4 +341,55 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 	}
 	t.Fatalf("no %s%v", name, labels)
 	return 0
+}
+
+// TestReplayLeases: a node's pass leaves alone what another live node has
+// claimed, takes over a dead node's entries once their lease ended, and
+// starts no call the lease could not cover.
+func TestReplayLeases(t *testing.T) {
+	start := time.Date(2025, 12, 22, 9, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name      string
+		after     time.Duration // since the other node claimed, when this one claims
+		wait      time.Duration // from its claim to the call (the rate limiter's queue)
+		delivered bool
+	}{
+		{"live lease", 29 * time.Second, 0, false},
+		{"expired lease", 31 * time.Second, 0, true},
+		{"call within its lease", 31 * time.Second, 19 * time.Second, true},
+		{"call the lease could not cover", 31 * time.Second, 21 * time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			pending(t, s, "k", journal.KindStandIn)
+			// The other node claimed k and died.
+			if _, err := s.Claim(t.Context(), journal.Filter{Limit: 10},
+				journal.Lease{Owner: "dead", Now: start, Until: start.Add(30 * time.Second)}); err != nil {
+				t.Fatal(err)
+			}
+			c := newCore()
+			var readings atomic.Int64
+			now := func() time.Time {
+				if readings.Add(1) == 1 {
+					return start.Add(tc.after) // the claim
+				}
+				return start.Add(tc.after + tc.wait)
+			}
+			r := replayer(t, journal.ReplayerConfig{Store: s, Upstream: "estate", Handler: c, Owner: "alive",
+				Lease: 30 * time.Second, Timeout: 10 * time.Second, Now: now})
+			if _, err := r.Drain(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if got := c.calls > 0; got != tc.delivered {
+				t.Fatalf("delivered = %v, want %v", got, tc.delivered)
+			}
+		})
+	}
+	t.Run("lease shorter than two timeouts", func(t *testing.T) {
+		_, err := journal.NewReplayer(journal.ReplayerConfig{Store: newStore(t), Handler: newCore(),
+			Lease: 15 * time.Second, Timeout: 10 * time.Second})
+		if !errors.Is(err, journal.ErrInvalid) {
+			t.Fatalf("NewReplayer = %v, want ErrInvalid", err)
+		}
+	})
 }

@@ -39,6 +39,12 @@ func RunTests(t *testing.T, newStore func(t *testing.T) journal.Store) {
 		{"SameKeyRace", testSameKeyRace},
 		{"CompleteRace", testCompleteRace},
 		{"Concurrent", testConcurrent},
+		{"ClaimExclusive", testClaimExclusive},
+		{"ClaimTakeover", testClaimTakeover},
+		{"ClaimDone", testClaimDone},
+		{"ClaimFilters", testClaimFilters},
+		{"ClaimInvalid", testClaimInvalid},
+		{"ClaimRace", testClaimRace},
 		{"CanceledContext", testCanceledContext},
 		{"Closed", testClosed},
 	}
@@ -495,6 +501,9 @@ func testCanceledContext(t *testing.T, s journal.Store) {
 	if _, err := s.List(c, journal.Filter{Limit: 1}); err == nil {
 		t.Error("List with a canceled context succeeded")
 	}
+	if _, err := s.Claim(c, journal.Filter{Limit: 1}, lease("a", 0)); err == nil {
+		t.Error("Claim with a canceled context succeeded")
+	}
 }
 
 func testClosed(t *testing.T, s journal.Store) {
@@ -510,6 +519,9 @@ func testClosed(t *testing.T, s journal.Store) {
 	}
 	if _, err := s.Get(ctx(t), "before"); !errors.Is(err, journal.ErrClosed) {
 		t.Errorf("Get after Close: err = %v, want ErrClosed", err)
+	}
+	if _, err := s.Claim(ctx(t), journal.Filter{Limit: 1}, lease("a", 0)); !errors.Is(err, journal.ErrClosed) {
+		t.Errorf("Claim after Close: err = %v, want ErrClosed", err)
 	}
 }
 

@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,6 +103,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 				result_status INTEGER NOT NULL DEFAULT 0,
 				result_type   TEXT    NOT NULL DEFAULT '',
 				result_sealed BYTEA   NOT NULL DEFAULT ''::bytea)`,
+			// The replay lease (Claim): a table of an older rempart gets
+			// the columns free, as if never claimed.
+			`ALTER TABLE ` + table + ` ADD COLUMN IF NOT EXISTS lease_owner TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE ` + table + ` ADD COLUMN IF NOT EXISTS lease_until BIGINT NOT NULL DEFAULT 0`,
 			`CREATE INDEX IF NOT EXISTS journal_state ON ` + table + ` (state, seq)`,
 			`CREATE INDEX IF NOT EXISTS journal_created ON ` + table + ` (created)`,
 		}
@@ -206,7 +212,43 @@ func (s *Store) List(ctx context.Context, f journal.Filter) ([]journal.Entry, er
 	if err := f.Validate(); err != nil {
 		return nil, err
 	}
-	where, args := []string{"seq > $1"}, []any{f.After}
+	where, args := selection(f, []string{"seq > $1"}, []any{f.After})
+	q := fmt.Sprintf(`SELECT %s FROM %s WHERE %s ORDER BY seq LIMIT $%d`,
+		columns, s.table, strings.Join(where, " AND "), len(args))
+	out, err := s.query(ctx, q, args)
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	return out, nil
+}
+
+// Claim implements journal.Store in one statement, its own transaction: the
+// inner SELECT locks the rows it picks and skips those another claimer has
+// locked (FOR UPDATE SKIP LOCKED), and a row claimed by a transaction that
+// committed meanwhile is checked again against its new lease, so two nodes
+// claiming at once never get the same entry.
+func (s *Store) Claim(ctx context.Context, f journal.Filter, l journal.Lease) ([]journal.Entry, error) {
+	if err := l.Validate(f); err != nil {
+		return nil, err
+	}
+	f.State = journal.Pending
+	where, args := selection(f, []string{"(lease_owner = $1 OR lease_until < $3)", "seq > $4"},
+		[]any{l.Owner, l.Until.UnixNano(), l.Now.UnixNano(), f.After})
+	q := fmt.Sprintf(`UPDATE %[1]s SET lease_owner = $1, lease_until = $2 WHERE seq IN (
+		SELECT seq FROM %[1]s WHERE %[2]s ORDER BY seq LIMIT $%[3]d FOR UPDATE SKIP LOCKED)
+		RETURNING %[4]s`, s.table, strings.Join(where, " AND "), len(args), columns)
+	out, err := s.query(ctx, q, args)
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	// RETURNING keeps no order.
+	slices.SortFunc(out, func(a, b journal.Entry) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out, nil
+}
+
+// selection adds to where and args the conditions of f other than After,
+// then f.Limit as the last argument.
+func selection(f journal.Filter, where []string, args []any) ([]string, []any) {
 	add := func(cond string, v any) {
 		args = append(args, v)
 		where = append(where, fmt.Sprintf(cond, len(args)))
@@ -223,9 +265,11 @@ func (s *Store) List(ctx context.Context, f journal.Filter) ([]journal.Entry, er
 	if !f.Since.IsZero() {
 		add("created >= $%d", f.Since.UnixNano())
 	}
-	args = append(args, f.Limit)
-	q := fmt.Sprintf(`SELECT %s FROM %s WHERE %s ORDER BY seq LIMIT $%d`,
-		columns, s.table, strings.Join(where, " AND "), len(args))
+	return where, append(args, f.Limit)
+}
+
+// query runs q and reads the entries it returns.
+func (s *Store) query(ctx context.Context, q string, args []any) ([]journal.Entry, error) {
 	var out []journal.Entry
 	err := s.with(ctx, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, q, args...)
@@ -242,10 +286,7 @@ func (s *Store) List(ctx context.Context, f journal.Filter) ([]journal.Entry, er
 		}
 		return rows.Err()
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 // Complete implements journal.Store.

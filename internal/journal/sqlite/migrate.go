@@ -25,6 +25,9 @@ func migrate(ctx context.Context, db *sql.DB, sealer *journal.Sealer) error {
 		`SELECT COUNT(*) FROM pragma_table_info('journal') WHERE name = 'body'`).Scan(&legacy); err != nil {
 		return fmt.Errorf("read layout: %w", err)
 	}
+	if err := addLease(ctx, db); err != nil {
+		return err
+	}
 	if legacy == 0 {
 		return checkKey(ctx, db, sealer)
 	}
@@ -38,6 +41,25 @@ func migrate(ctx context.Context, db *sql.DB, sealer *journal.Sealer) error {
 	}
 	if _, err := db.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
+}
+
+// addLease gives a journal of an older rempart the replay lease columns,
+// every entry free.
+func addLease(ctx context.Context, db *sql.DB) error {
+	var has int
+	if err := db.QueryRowContext(ctx,
+		`SELECT COUNT(*) FROM pragma_table_info('journal') WHERE name = 'lease_owner'`).Scan(&has); err != nil {
+		return fmt.Errorf("read layout: %w", err)
+	}
+	if has > 0 {
+		return nil
+	}
+	for _, c := range []string{`lease_owner TEXT NOT NULL DEFAULT ''`, `lease_until INTEGER NOT NULL DEFAULT 0`} {
+		if _, err := db.ExecContext(ctx, `ALTER TABLE journal ADD COLUMN `+c); err != nil {
+			return fmt.Errorf("add lease column: %w", err)
+		}
 	}
 	return nil
 }

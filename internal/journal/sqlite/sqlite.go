@@ -44,7 +44,9 @@ CREATE TABLE IF NOT EXISTS journal (
 	completed       INTEGER NOT NULL DEFAULT 0,
 	result_status   INTEGER NOT NULL DEFAULT 0,
 	result_type     TEXT    NOT NULL DEFAULT '',
-	result_sealed   BLOB    NOT NULL DEFAULT x''
+	result_sealed   BLOB    NOT NULL DEFAULT x'',
+	lease_owner     TEXT    NOT NULL DEFAULT '',
+	lease_until     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS journal_state ON journal (state, seq);
 CREATE INDEX IF NOT EXISTS journal_created ON journal (created);
@@ -185,6 +187,20 @@ func (s *Store) Append(ctx context.Context, e journal.Entry) (journal.Entry, err
 	return s.submit(ctx, &op{ctx: ctx, kind: opAppend, entry: e, done: make(chan reply, 1)})
 }
 
+// Claim implements journal.Store. One process owns the file, so leases only
+// keep that process's replayers apart; the claim is still a turn of the
+// writer, read and leased in one transaction, as the contract asks.
+func (s *Store) Claim(ctx context.Context, f journal.Filter, l journal.Lease) ([]journal.Entry, error) {
+	if err := l.Validate(f); err != nil {
+		return nil, err
+	}
+	r, err := s.submitOp(ctx, &op{ctx: ctx, kind: opClaim, filter: f, lease: l, done: make(chan reply, 1)})
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	return r.es, nil
+}
+
 // Complete implements journal.Store.
 func (s *Store) Complete(ctx context.Context, key string, res journal.Result, at time.Time) (journal.Entry, error) {
 	if err := journal.ValidCompletion(key, res, at); err != nil {
@@ -238,21 +254,9 @@ func (s *Store) List(ctx context.Context, f journal.Filter) ([]journal.Entry, er
 	if s.closed.Load() {
 		return nil, journal.ErrClosed
 	}
-	where, args := []string{"seq > ?"}, []any{f.After}
-	if f.State != "" {
-		where, args = append(where, "state = ?"), append(args, string(f.State))
-	}
-	if f.Kind != "" {
-		where, args = append(where, "kind = ?"), append(args, f.Kind)
-	}
-	if f.Upstream != "" {
-		where, args = append(where, "upstream = ?"), append(args, f.Upstream)
-	}
-	if !f.Since.IsZero() {
-		where, args = append(where, "created >= ?"), append(args, f.Since.UnixNano())
-	}
+	where, args := selection(f, []string{"seq > ?"}, []any{f.After})
 	rows, err := s.r.QueryContext(ctx, `SELECT `+columns+` FROM journal WHERE `+
-		strings.Join(where, " AND ")+` ORDER BY seq LIMIT ?`, append(args, f.Limit)...)
+		strings.Join(where, " AND ")+` ORDER BY seq LIMIT ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list: %w", err)
 	}
@@ -269,6 +273,24 @@ func (s *Store) List(ctx context.Context, f journal.Filter) ([]journal.Entry, er
 		return nil, fmt.Errorf("list: %w", err)
 	}
 	return out, nil
+}
+
+// selection adds to where and args the conditions of f other than After,
+// then f.Limit as the last argument.
+func selection(f journal.Filter, where []string, args []any) ([]string, []any) {
+	if f.State != "" {
+		where, args = append(where, "state = ?"), append(args, string(f.State))
+	}
+	if f.Kind != "" {
+		where, args = append(where, "kind = ?"), append(args, f.Kind)
+	}
+	if f.Upstream != "" {
+		where, args = append(where, "upstream = ?"), append(args, f.Upstream)
+	}
+	if !f.Since.IsZero() {
+		where, args = append(where, "created >= ?"), append(args, f.Since.UnixNano())
+	}
+	return where, append(args, f.Limit)
 }
 
 // Counts implements journal.Store.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rempart/rempart/internal/journal"
@@ -27,6 +28,7 @@ const (
 	opAppend opKind = iota
 	opComplete
 	opPurge
+	opClaim
 )
 
 type op struct {
@@ -35,12 +37,16 @@ type op struct {
 	// Append: the entry; Complete: Key, Result, Completed; Purge: Completed
 	// is the instant before which done entries go.
 	entry journal.Entry
-	done  chan reply // buffered: the writer never blocks on a caller that left
+	// Claim: what to claim, and for whom.
+	filter journal.Filter
+	lease  journal.Lease
+	done   chan reply // buffered: the writer never blocks on a caller that left
 }
 
 type reply struct {
 	e   journal.Entry
-	n   int // Purge: entries deleted
+	n   int             // Purge: entries deleted
+	es  []journal.Entry // Claim: entries claimed
 	err error
 }
 
@@ -106,6 +112,8 @@ func (s *Store) commitTx(batch []*op, replies []reply) error {
 			r.e, r.err = s.complete(ctx, tx, o.entry)
 		case opPurge:
 			r.n, r.err = purge(ctx, tx, o.entry.Completed)
+		case opClaim:
+			r.es, r.err = s.claim(ctx, tx, o.filter, o.lease)
 		default:
 			r.e, r.err = s.insert(ctx, tx, o.entry)
 		}
@@ -164,6 +172,39 @@ func (s *Store) complete(ctx context.Context, tx *sql.Tx, c journal.Entry) (jour
 		return journal.Entry{}, fmt.Errorf("complete %s: %w", c.Key, err)
 	}
 	return e, nil
+}
+
+// claim leases the entries f selects that are free, expired or already
+// l.Owner's.
+func (s *Store) claim(ctx context.Context, tx *sql.Tx, f journal.Filter, l journal.Lease) ([]journal.Entry, error) {
+	f.State = journal.Pending
+	where, args := selection(f, []string{"(lease_owner = ? OR lease_until < ?)", "seq > ?"},
+		[]any{l.Owner, l.Now.UnixNano(), f.After})
+	rows, err := tx.QueryContext(ctx, `SELECT `+columns+` FROM journal WHERE `+strings.Join(where, " AND ")+
+		` ORDER BY seq LIMIT ?`, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []journal.Entry
+	for rows.Next() {
+		e, err := s.scanEntry(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, e := range out {
+		if _, err := tx.ExecContext(ctx, `UPDATE journal SET lease_owner = ?, lease_until = ? WHERE seq = ?`,
+			l.Owner, l.Until.UnixNano(), e.Seq); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // purge deletes up to purgeBatch done entries completed before before.
