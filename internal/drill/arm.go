@@ -69,6 +69,15 @@ type Switcher interface {
 	Switch(ctx context.Context, fault string, on bool) error
 }
 
+// Seeder is implemented by arms whose scrubbing would take the drill's setup
+// logins (the logins of the hours before the drill, compressed into a second
+// or two from the generator's address) for a surge: the drill calls
+// Seeding(ctx, true) before them and Seeding(ctx, false) after, before the
+// first arrival.
+type Seeder interface {
+	Seeding(ctx context.Context, on bool) error
+}
+
 // Restarter is implemented by arms that can be SIGKILLed and restarted for
 // the kill_restart fault; it returns the endpoints of the new process.
 type Restarter interface {

@@ -192,7 +192,20 @@ func runArm(ctx context.Context, o Options, arm Arm, chans []ChannelInfo, ordina
 	if a, ok := arm.(Authorizer); ok {
 		r.eng.authorize = a.Authorize
 	}
+	seeder, _ := arm.(Seeder)
+	if seeder != nil {
+		if err := seeder.Seeding(ctx, true); err != nil {
+			ar.Error = fmt.Sprintf("seeding: %v", err)
+			return ar, nil
+		}
+	}
 	ar.Sessions = r.eng.seedSessions(ctx, o.Progress, fmt.Sprintf("drill %s · arm %s", s.Name, arm.Name()))
+	if seeder != nil {
+		if err := seeder.Seeding(ctx, false); err != nil {
+			ar.Error = fmt.Sprintf("seeding: %v", err)
+			return ar, nil
+		}
+	}
 
 	// Phase 0's faults go in before the first arrival, from a healthy state.
 	r.start = time.Now().Add(leadTime)

@@ -260,15 +260,16 @@ func (r *route) observe(now time.Time, o observation, s *Scrubber) (State, int, 
 // threshold. Detection needs up to one window (plus an evaluation interval)
 // to call a surge of strangers an attack; meanwhile at most one window of
 // surge-rate traffic reaches the handler, however fast the attacker sends.
-// The cap holds in a flash crowd too: one carried by known clients leaves
-// little room for strangers, and a surge of strangers arriving in it has not
-// been classified yet. Refused requests still count towards the rate, so the
-// cap never hides a flood from detection. Under attack strangers are
-// challenged instead; a mode set by hand is the operator's classification
-// and lifts the cap; a route still warming up has no threshold yet. Known
+// The cap holds only while the route is normal, that is while a surge has
+// not been classified: a flash crowd is real customers (the waiting room,
+// not a 429, is what they meet), and under attack strangers are challenged
+// instead. Refused requests still count towards the rate, so the cap never
+// hides a flood from detection. A mode set by hand is the operator's
+// classification and lifts the cap; a route still warming up has no
+// threshold yet. Known
 // clients are never capped: they are not observed as capped.
 func (r *route) admitLocked(now time.Time, s *Scrubber) bool {
-	if r.effective() == Attack || Mode(r.mode.Load()) != ModeAuto || r.learned < warmUp(&s.opts.Detection) {
+	if r.effective() != Normal || Mode(r.mode.Load()) != ModeAuto || r.learned < warmUp(&s.opts.Detection) {
 		return true
 	}
 	cur, prev, w := r.slideLocked(now)

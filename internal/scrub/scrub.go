@@ -217,22 +217,22 @@ func (s *Scrubber) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 	// what clients without one do there.
 	known := cleared || device || info.Session && !rt.login
 	obs.known = known
-	allowed := false
 	if s.allow.size.Load() > 0 {
-		_, allowed = s.allow.lookup(client, now)
+		if _, ok := s.allow.lookup(client, now); ok {
+			// An operator's known-good network is exempt, and, like a
+			// partner's traffic, not counted: it must neither dilute nor
+			// trip the detection of the route's own customers.
+			rt.m.decisions[decAllowed].Inc()
+			next.ServeHTTP(w, r)
+			return
+		}
 	}
-	obs.capped = !known && !allowed
+	obs.capped = !known
 	state, bits, admitted := rt.observe(now, obs, s)
 	if known || state == Normal {
 		// Peacetime traffic and known clients teach the seen set; traffic
 		// during a surge of strangers does not.
 		s.seen.add(client, now)
-	}
-
-	if allowed {
-		rt.m.decisions[decAllowed].Inc()
-		next.ServeHTTP(w, r)
-		return
 	}
 
 	ctx := r.Context()
