@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"text/template"
+	"time"
+
+	"github.com/rempart/rempart/internal/drill"
+)
+
+// benchTarget is one URL the bench loads and what it measures there.
+type benchTarget struct {
+	name string // "direct", "nginx", "rempart normal", ...
+	url  string
+	pid  int // the proxy's process, with its descendants; 0: CPU not measured
+
+	// rempart only: its ops listener, automation token and route name, for
+	// allocations and status codes per run.
+	ops, token, route string
+	// profile: take the CPU profile during this target's last run.
+	profile bool
+}
+
+// benchRow is one target's measured run.
+type benchRow struct {
+	Run    int
+	Target string
+	Load   string // load average when the run started
+	loadResult
+	CPUPerReq    time.Duration      // < 0: not measured
+	AllocsPerReq float64            // < 0: not measured
+	Codes        map[string]float64 // rempart's non-2xx answers by status code
+}
+
+// bench alternates load over its targets.
+type bench struct {
+	loader   loader
+	runs     int
+	duration time.Duration
+	warmup   time.Duration
+	conns    int
+	profile  string    // CPU profile path, "" for none
+	progress io.Writer // one line per run
+}
+
+// run loads every target once per run, in the same order each time, so a
+// neighbour's burst on the shared machine lands on one run of each rather
+// than on every run of one.
+func (b *bench) run(ctx context.Context, targets []*benchTarget) ([]benchRow, error) {
+	var rows []benchRow
+	for run := 1; run <= b.runs; run++ {
+		for _, t := range targets {
+			if b.warmup > 0 {
+				if _, err := b.loader.Load(ctx, t.url, b.warmup, b.conns); err != nil {
+					return rows, fmt.Errorf("bench: warm-up of %s: %w", t.name, err)
+				}
+			}
+			row, err := b.measure(ctx, run, t)
+			if err != nil {
+				return rows, fmt.Errorf("bench: run %d, %s: %w", run, t.name, err)
+			}
+			rows = append(rows, row)
+			fmt.Fprintf(b.progress, "bench: run %d/%d %-16s %8.0f req/s, p99 %s, non-2xx %d (load %s)\n",
+				run, b.runs, t.name, row.RPS, fmtLatency(row.P99), row.Non2xx, row.Load)
+		}
+	}
+	return rows, ctx.Err()
+}
+
+// measure runs the load once on t with CPU, allocations and status codes
+// read before and after.
+func (b *bench) measure(ctx context.Context, run int, t *benchTarget) (benchRow, error) {
+	row := benchRow{Run: run, Target: t.name, Load: loadAverage(), CPUPerReq: -1, AllocsPerReq: -1}
+	var cpu0 drill.Usage
+	if t.pid > 0 {
+		var err error
+		if cpu0, err = drill.ProcUsage([]int{t.pid}); err != nil {
+			return row, err
+		}
+	}
+	var before rempartCounters
+	if t.ops != "" {
+		var err error
+		if before, err = scrapeRempart(ctx, t.ops, t.token, t.route); err != nil {
+			return row, err
+		}
+	}
+	profiled := make(chan error, 1)
+	if t.profile && run == b.runs && b.profile != "" {
+		// The profile ends a second before the load, so it sees only load.
+		secs := max(1, int(b.duration/time.Second)-1)
+		go func() { profiled <- fetchProfile(ctx, t.ops, t.token, secs, b.profile) }()
+	} else {
+		profiled <- nil
+	}
+	res, err := b.loader.Load(ctx, t.url, b.duration, b.conns)
+	if perr := <-profiled; err == nil && perr != nil {
+		err = perr
+	}
+	if err != nil {
+		return row, err
+	}
+	row.loadResult = res
+	if t.pid > 0 {
+		cpu1, err := drill.ProcUsage([]int{t.pid})
+		if err != nil {
+			return row, err
+		}
+		row.CPUPerReq = cpuPerRequest(cpu1.CPU-cpu0.CPU, res.Requests)
+	}
+	if t.ops != "" {
+		after, err := scrapeRempart(ctx, t.ops, t.token, t.route)
+		if err != nil {
+			return row, err
+		}
+		if res.Requests > 0 {
+			row.AllocsPerReq = (after.mallocs - before.mallocs) / float64(res.Requests)
+		}
+		row.Codes = map[string]float64{}
+		for code, n := range after.codes {
+			if d := n - before.codes[code]; d > 0 && !strings.HasPrefix(code, "2") {
+				row.Codes[code] = d
+			}
+		}
+	}
+	return row, nil
+}
+
+// cpuPerRequest spreads cpu over n requests (/proc counts in 10 ms ticks:
+// over a run of seconds, a fraction of a percent).
+func cpuPerRequest(cpu time.Duration, n int64) time.Duration {
+	if n <= 0 {
+		return -1
+	}
+	return cpu / time.Duration(n)
+}
+
+// ratios are, per rempart target, its goodput (2xx/s) over nginx's in the
+// same run, in run order. Without nginx rows there are none.
+func ratios(rows []benchRow) map[string][]float64 {
+	nginx := map[int]float64{}
+	for _, r := range rows {
+		if r.Target == "nginx" {
+			nginx[r.Run] = r.Goodput()
+		}
+	}
+	out := map[string][]float64{}
+	for _, r := range rows {
+		if base, ok := nginx[r.Run]; ok && base > 0 && strings.HasPrefix(r.Target, "rempart") {
+			out[r.Target] = append(out[r.Target], r.Goodput()/base)
+		}
+	}
+	return out
+}
+
+// benchHeader describes the whole bench for its report.
+type benchHeader struct {
+	Loader             string
+	PartnerLoopback    bool
+	Conns, Runs        int
+	Duration           time.Duration
+	LoadStart, LoadEnd string
+}
+
+// writeBenchReport prints the runs' table and the ratios.
+func writeBenchReport(w io.Writer, h benchHeader, rows []benchRow) {
+	fmt.Fprintf(w, "rempart bench proxy: %s, %d connections, %d run(s) of %s per target, runs alternated; %d CPUs, load average %s at start, %s at end\n",
+		h.Loader, h.Conns, h.Runs, h.Duration, runtime.NumCPU(), h.LoadStart, h.LoadEnd)
+	if h.PartnerLoopback {
+		fmt.Fprintln(w, "rempart: the load's source 127.0.0.1 declared a partner prefix (--partner-loopback)")
+	} else {
+		fmt.Fprintln(w, "rempart: default protections; all the load comes from one address, 127.0.0.1 (--partner-loopback declares it a partner)")
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "run\ttarget\treq/s\t2xx/s\tmean\tp99\tnon-2xx\terrors\tCPU/req\tallocs/req\tvs nginx\tload\t")
+	rs := ratios(rows)
+	seen := map[string]int{}
+	for _, r := range rows {
+		ratio := "-"
+		if v := rs[r.Target]; seen[r.Target] < len(v) && strings.HasPrefix(r.Target, "rempart") {
+			ratio = fmt.Sprintf("%.2f×", v[seen[r.Target]])
+		}
+		if strings.HasPrefix(r.Target, "rempart") {
+			seen[r.Target]++
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", r.Run, r.Target, r.RPS, r.Goodput(),
+			fmtLatency(r.Mean), fmtLatency(r.P99), fmtNon2xx(r.Non2xx, r.Codes), r.Errors, fmtCPU(r.CPUPerReq),
+			fmtAllocs(r.AllocsPerReq), ratio, r.Load)
+	}
+	tw.Flush()
+	names := make([]string, 0, len(rs))
+	for n := range rs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		lo, hi := slices.Min(rs[n]), slices.Max(rs[n])
+		fmt.Fprintf(w, "%s goodput / nginx goodput, same run: %.2f–%.2f× over %d run(s) (goal ≥ 0.80×)\n", n, lo, hi, len(rs[n]))
+	}
+	if len(names) == 0 {
+		fmt.Fprintln(w, "no nginx runs: no ratios")
+	}
+}
+
+func fmtLatency(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%dµs", d/time.Microsecond)
+}
+
+func fmtCPU(d time.Duration) string {
+	if d < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+}
+
+func fmtAllocs(a float64) string {
+	if a < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", a)
+}
+
+// fmtNon2xx is the count with rempart's status codes, e.g. "1200 (503×1150 429×50)".
+func fmtNon2xx(n int64, codes map[string]float64) string {
+	s := strconv.FormatInt(n, 10)
+	if len(codes) == 0 {
+		return s
+	}
+	keys := make([]string, 0, len(codes))
+	for k := range codes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s×%.0f", k, codes[k])
+	}
+	return s + " (" + strings.Join(parts, " ") + ")"
+}
+
+// renderTemplate executes a configuration template with missing keys an error.
+func renderTemplate(name, text string, data any) ([]byte, error) {
+	t, err := template.New(name).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("%s template: %w", name, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, data); err != nil {
+		return nil, fmt.Errorf("%s template: %w", name, err)
+	}
+	return b.Bytes(), nil
+}
