@@ -22,7 +22,9 @@ type benchFlags struct {
 	duration, warmup     time.Duration
 	conns, threads, runs int
 	quick, builtin, lo   bool
+	paced                bool
 	bin, cpuprofile, log string
+	profileTier          string
 }
 
 func newBenchCmd() *cobra.Command {
@@ -54,7 +56,10 @@ rempart's status codes: shed answers are 503 or 429), CPU per request of each pr
 process (from /proc, nginx's master and workers together) and, for rempart, heap
 allocations per request (the Go runtime's malloc counter over the run, background
 work included). Then rempart's goodput as a ratio of nginx's in the same run, per
-tier. A measurement, not a test: it fails only when the harness itself fails.
+tier. With --paced (the default but in --quick) each run then sends nginx and rempart
+the same paced load, half of nginx's rate in that run, with the built-in generator
+(latency counted from when each request was due), and prints rempart's p99 minus
+nginx's. A measurement, not a test: it fails only when the harness itself fails.
 
 The machine is shared: compare the ratios of one run, not absolute figures across
 runs. The load average is printed with each run.`,
@@ -69,10 +74,12 @@ runs. The load average is printed with each run.`,
 	fl.IntVar(&f.conns, "connections", 64, "connections kept alive by the load generator")
 	fl.IntVar(&f.threads, "threads", 2, "wrk threads")
 	fl.IntVar(&f.runs, "runs", 3, "alternations: each run loads every target once")
-	fl.BoolVar(&f.quick, "quick", false, "one short run (about 20 s in all; what CI runs) unless --duration, --runs or --warmup say otherwise")
+	fl.BoolVar(&f.quick, "quick", false, "one short run, not paced (about 20 s in all; what CI runs) unless --duration, --runs, --warmup or --paced say otherwise")
+	fl.BoolVar(&f.paced, "paced", true, "add to each run nginx and rempart paced at half of nginx's rate (built-in generator): added p99 below saturation")
 	fl.BoolVar(&f.builtin, "builtin-load", false, "use the built-in Go load generator even when wrk is installed")
 	fl.StringVar(&f.bin, "rempart-bin", "", "rempart binary to run as the proxy (default: this one, or $"+drillBinEnv+")")
-	fl.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of rempart during the last run of its normal tier to this file")
+	fl.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of rempart (from its ops listener, with the automation token) during the last closed-loop run of --cpuprofile-tier to this file")
+	fl.StringVar(&f.profileTier, "cpuprofile-tier", "critical", "the tier whose run --cpuprofile profiles: critical (its answers are proxied, not shed) or normal")
 	fl.BoolVar(&f.lo, "partner-loopback", false, "declare the load's source, 127.0.0.1, a partner prefix: no per-address limits on it, as a card scheme's gateway")
 	fl.StringVar(&f.log, "rempart-log-level", "info", "rempart's log_level (info is its default; its log goes to a file)")
 	return cmd
@@ -96,6 +103,9 @@ func runBenchProxy(cmd *cobra.Command, f benchFlags) error {
 		if !fl.Changed("runs") {
 			f.runs = 1
 		}
+		if !fl.Changed("paced") {
+			f.paced = false
+		}
 	}
 	switch {
 	case f.duration < time.Second || f.duration > 10*time.Minute:
@@ -108,6 +118,8 @@ func runBenchProxy(cmd *cobra.Command, f benchFlags) error {
 		return fmt.Errorf("--threads: %d must be between 1 and --connections", f.threads)
 	case f.runs < 1 || f.runs > 100:
 		return fmt.Errorf("--runs: %d must be between 1 and 100", f.runs)
+	case f.profileTier != "normal" && f.profileTier != "critical":
+		return fmt.Errorf("--cpuprofile-tier: %q must be normal or critical", f.profileTier)
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -175,11 +187,11 @@ func runBenchProxy(cmd *cobra.Command, f benchFlags) error {
 	for _, tr := range benchTiers {
 		targets = append(targets, &benchTarget{name: "rempart " + tr, url: "http://" + c.public + "/" + tr + "/echo",
 			pid: eps.PIDs[0], ops: c.opsAddr, token: eps.OpsToken, route: "bench-" + tr,
-			profile: f.cpuprofile != "" && tr == "normal"})
+			profile: f.cpuprofile != "" && tr == f.profileTier})
 	}
 
 	b := &bench{loader: ld, runs: f.runs, duration: f.duration, warmup: f.warmup, conns: f.conns,
-		profile: f.cpuprofile, progress: progress}
+		profile: f.cpuprofile, progress: progress, paced: f.paced}
 	h := benchHeader{Loader: ld.Name(), PartnerLoopback: f.lo, Conns: f.conns, Duration: f.duration, Runs: f.runs, LoadStart: loadAverage()}
 	rows, err := b.run(ctx, targets)
 	if err != nil {
@@ -188,7 +200,7 @@ func runBenchProxy(cmd *cobra.Command, f benchFlags) error {
 	h.LoadEnd = loadAverage()
 	writeBenchReport(cmd.OutOrStdout(), h, rows)
 	if f.cpuprofile != "" {
-		fmt.Fprintf(progress, "bench: CPU profile of rempart (normal tier, last run) in %s: go tool pprof -top -cum %s\n", f.cpuprofile, f.cpuprofile)
+		fmt.Fprintf(progress, "bench: CPU profile of rempart (%s tier, last run) in %s: go tool pprof -top -cum %s\n", f.profileTier, f.cpuprofile, f.cpuprofile)
 	}
 	return nil
 }

@@ -137,15 +137,25 @@ func parseWrk(out string) (loadResult, error) {
 	return r, nil
 }
 
-// goLoader is the built-in closed-loop generator. It shares the harness's
-// process (and the echo back end's cores), so its figures are lower than
-// wrk's; the ratios of one run still compare like with like.
+// goLoader is the built-in generator. It shares the harness's process (and
+// the echo back end's cores), so its figures are lower than wrk's; the
+// ratios of one run still compare like with like.
 type goLoader struct {
 	// maxRequests, when > 0, ends the run after that many answers (tests).
 	maxRequests int64
+	// rate, when > 0, paces the load: rate requests a second in all, each
+	// connection on its own schedule, and a latency counts from when its
+	// request was due, so a proxy that falls behind is charged its queue
+	// (no coordinated omission). 0: closed loop.
+	rate float64
 }
 
-func (goLoader) Name() string { return "built-in Go load generator" }
+func (g goLoader) Name() string {
+	if g.rate > 0 {
+		return fmt.Sprintf("built-in Go load generator at %.0f/s", g.rate)
+	}
+	return "built-in Go load generator"
+}
 
 func (g goLoader) Load(ctx context.Context, url string, d time.Duration, conns int) (loadResult, error) {
 	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
@@ -162,12 +172,18 @@ func (g goLoader) Load(ctx context.Context, url string, d time.Duration, conns i
 		wg           sync.WaitGroup
 	)
 	start := time.Now()
-	for range conns {
+	var every time.Duration // each connection's interval when paced
+	if g.rate > 0 {
+		every = time.Duration(float64(conns) / g.rate * float64(time.Second))
+	}
+	for i := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var mine []time.Duration
 			var bad, failed int64
+			// Paced connections start spread over one interval.
+			due := start.Add(every * time.Duration(i) / time.Duration(conns))
 			for ctx.Err() == nil && (g.maxRequests <= 0 || sent.Add(1) <= g.maxRequests) {
 				req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 				if err != nil {
@@ -175,6 +191,16 @@ func (g goLoader) Load(ctx context.Context, url string, d time.Duration, conns i
 					break
 				}
 				t0 := time.Now()
+				if every > 0 {
+					if wait := time.Until(due); wait > 0 {
+						select {
+						case <-time.After(wait):
+						case <-ctx.Done():
+							continue
+						}
+					}
+					t0, due = due, due.Add(every)
+				}
 				resp, err := hc.Do(req)
 				if err != nil {
 					if ctx.Err() == nil {

@@ -34,7 +34,8 @@ type benchTarget struct {
 type benchRow struct {
 	Run    int
 	Target string
-	Load   string // load average when the run started
+	Rate   float64 // > 0: paced at this rate, not closed-loop
+	Load   string  // load average when the run started
 	loadResult
 	CPUPerReq    time.Duration      // < 0: not measured
 	AllocsPerReq float64            // < 0: not measured
@@ -50,6 +51,9 @@ type bench struct {
 	conns    int
 	profile  string    // CPU profile path, "" for none
 	progress io.Writer // one line per run
+	// paced adds, to each run, the proxies paced at half of nginx's rate
+	// in that run, with the built-in generator: latency below saturation.
+	paced bool
 }
 
 // run loads every target once per run, in the same order each time, so a
@@ -64,21 +68,54 @@ func (b *bench) run(ctx context.Context, targets []*benchTarget) ([]benchRow, er
 					return rows, fmt.Errorf("bench: warm-up of %s: %w", t.name, err)
 				}
 			}
-			row, err := b.measure(ctx, run, t)
+			row, err := b.measure(ctx, run, t, b.loader)
 			if err != nil {
 				return rows, fmt.Errorf("bench: run %d, %s: %w", run, t.name, err)
 			}
 			rows = append(rows, row)
-			fmt.Fprintf(b.progress, "bench: run %d/%d %-16s %8.0f req/s, p99 %s, non-2xx %d (load %s)\n",
-				run, b.runs, t.name, row.RPS, fmtLatency(row.P99), row.Non2xx, row.Load)
+			b.printProgress(row)
+		}
+		if !b.paced {
+			continue
+		}
+		var nginx float64
+		for _, r := range rows {
+			if r.Run == run && r.Target == "nginx" && r.Rate == 0 {
+				nginx = r.RPS
+			}
+		}
+		if nginx <= 0 {
+			continue
+		}
+		for _, t := range targets {
+			if t.name == "direct" {
+				continue
+			}
+			ld := goLoader{rate: nginx / 2}
+			row, err := b.measure(ctx, run, t, ld)
+			if err != nil {
+				return rows, fmt.Errorf("bench: run %d, %s paced: %w", run, t.name, err)
+			}
+			row.Rate = ld.rate
+			rows = append(rows, row)
+			b.printProgress(row)
 		}
 	}
 	return rows, ctx.Err()
 }
 
+func (b *bench) printProgress(r benchRow) {
+	name := r.Target
+	if r.Rate > 0 {
+		name += fmt.Sprintf(" @%.0f/s", r.Rate)
+	}
+	fmt.Fprintf(b.progress, "bench: run %d/%d %-24s %8.0f req/s, p99 %s, non-2xx %d (load %s)\n",
+		r.Run, b.runs, name, r.RPS, fmtLatency(r.P99), r.Non2xx, r.Load)
+}
+
 // measure runs the load once on t with CPU, allocations and status codes
 // read before and after.
-func (b *bench) measure(ctx context.Context, run int, t *benchTarget) (benchRow, error) {
+func (b *bench) measure(ctx context.Context, run int, t *benchTarget, ld loader) (benchRow, error) {
 	row := benchRow{Run: run, Target: t.name, Load: loadAverage(), CPUPerReq: -1, AllocsPerReq: -1}
 	var cpu0 drill.Usage
 	if t.pid > 0 {
@@ -95,14 +132,14 @@ func (b *bench) measure(ctx context.Context, run int, t *benchTarget) (benchRow,
 		}
 	}
 	profiled := make(chan error, 1)
-	if t.profile && run == b.runs && b.profile != "" {
+	if t.profile && run == b.runs && b.profile != "" && ld == b.loader {
 		// The profile ends a second before the load, so it sees only load.
 		secs := max(1, int(b.duration/time.Second)-1)
 		go func() { profiled <- fetchProfile(ctx, t.ops, t.token, secs, b.profile) }()
 	} else {
 		profiled <- nil
 	}
-	res, err := b.loader.Load(ctx, t.url, b.duration, b.conns)
+	res, err := ld.Load(ctx, t.url, b.duration, b.conns)
 	if perr := <-profiled; err == nil && perr != nil {
 		err = perr
 	}
@@ -145,18 +182,38 @@ func cpuPerRequest(cpu time.Duration, n int64) time.Duration {
 }
 
 // ratios are, per rempart target, its goodput (2xx/s) over nginx's in the
-// same run, in run order. Without nginx rows there are none.
+// same run, in run order, closed-loop rows only. Without nginx rows there
+// are none.
 func ratios(rows []benchRow) map[string][]float64 {
 	nginx := map[int]float64{}
 	for _, r := range rows {
-		if r.Target == "nginx" {
+		if r.Target == "nginx" && r.Rate == 0 {
 			nginx[r.Run] = r.Goodput()
 		}
 	}
 	out := map[string][]float64{}
 	for _, r := range rows {
-		if base, ok := nginx[r.Run]; ok && base > 0 && strings.HasPrefix(r.Target, "rempart") {
+		if base, ok := nginx[r.Run]; ok && base > 0 && r.Rate == 0 && strings.HasPrefix(r.Target, "rempart") {
 			out[r.Target] = append(out[r.Target], r.Goodput()/base)
+		}
+	}
+	return out
+}
+
+// addedP99 is, per rempart target, its p99 latency minus nginx's in the
+// same run, both paced at the same rate (half of nginx's closed-loop rate),
+// in run order.
+func addedP99(rows []benchRow) map[string][]time.Duration {
+	nginx := map[int]time.Duration{}
+	for _, r := range rows {
+		if r.Target == "nginx" && r.Rate > 0 {
+			nginx[r.Run] = r.P99
+		}
+	}
+	out := map[string][]time.Duration{}
+	for _, r := range rows {
+		if base, ok := nginx[r.Run]; ok && r.Rate > 0 && strings.HasPrefix(r.Target, "rempart") {
+			out[r.Target] = append(out[r.Target], r.P99-base)
 		}
 	}
 	return out
@@ -182,33 +239,55 @@ func writeBenchReport(w io.Writer, h benchHeader, rows []benchRow) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "run\ttarget\treq/s\t2xx/s\tmean\tp99\tnon-2xx\terrors\tCPU/req\tallocs/req\tvs nginx\tload\t")
-	rs := ratios(rows)
+	rs, added := ratios(rows), addedP99(rows)
 	seen := map[string]int{}
 	for _, r := range rows {
-		ratio := "-"
-		if v := rs[r.Target]; seen[r.Target] < len(v) && strings.HasPrefix(r.Target, "rempart") {
-			ratio = fmt.Sprintf("%.2f×", v[seen[r.Target]])
+		target, vs := r.Target, "-"
+		key := fmt.Sprint(r.Target, r.Rate > 0)
+		if r.Rate > 0 {
+			target += fmt.Sprintf(" @%.0f/s", r.Rate)
+			if v := added[r.Target]; seen[key] < len(v) {
+				vs = fmt.Sprintf("%+.2fms p99", float64(v[seen[key]])/float64(time.Millisecond))
+			}
+		} else if v := rs[r.Target]; seen[key] < len(v) {
+			vs = fmt.Sprintf("%.2f×", v[seen[key]])
 		}
 		if strings.HasPrefix(r.Target, "rempart") {
-			seen[r.Target]++
+			seen[key]++
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", r.Run, r.Target, r.RPS, r.Goodput(),
+		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", r.Run, target, r.RPS, r.Goodput(),
 			fmtLatency(r.Mean), fmtLatency(r.P99), fmtNon2xx(r.Non2xx, r.Codes), r.Errors, fmtCPU(r.CPUPerReq),
-			fmtAllocs(r.AllocsPerReq), ratio, r.Load)
+			fmtAllocs(r.AllocsPerReq), vs, r.Load)
 	}
 	tw.Flush()
-	names := make([]string, 0, len(rs))
-	for n := range rs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range sortedKeys(rs) {
 		lo, hi := slices.Min(rs[n]), slices.Max(rs[n])
 		fmt.Fprintf(w, "%s goodput / nginx goodput, same run: %.2f–%.2f× over %d run(s) (goal ≥ 0.80×)\n", n, lo, hi, len(rs[n]))
 	}
-	if len(names) == 0 {
+	if len(rs) == 0 {
 		fmt.Fprintln(w, "no nginx runs: no ratios")
 	}
+	for _, n := range sortedKeys(added) {
+		lo, hi := slices.Min(added[n]), slices.Max(added[n])
+		fmt.Fprintf(w, "%s p99 minus nginx p99, both paced at half of nginx's rate: %s to %s over %d run(s) (goal ≤ +1ms)\n",
+			n, fmtSigned(lo), fmtSigned(hi), len(added[n]))
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func fmtSigned(d time.Duration) string {
+	if d < 0 {
+		return "-" + fmtLatency(-d)
+	}
+	return "+" + fmtLatency(d)
 }
 
 func fmtLatency(d time.Duration) string {
@@ -241,11 +320,7 @@ func fmtNon2xx(n int64, codes map[string]float64) string {
 	if len(codes) == 0 {
 		return s
 	}
-	keys := make([]string, 0, len(codes))
-	for k := range codes {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := sortedKeys(codes)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s×%.0f", k, codes[k])

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +133,8 @@ func TestRatios(t *testing.T) {
 			row(1, "rempart normal", 5000, 30000, 7500), row(1, "rempart critical", 16000, 96000, 0),
 			row(2, "nginx", 10000, 60000, 0), row(2, "rempart normal", 8000, 48000, 0),
 			row(2, "rempart critical", 12000, 72000, 0),
+			{Run: 2, Target: "nginx", Rate: 5000, loadResult: loadResult{RPS: 5000, Requests: 30000}},
+			{Run: 2, Target: "rempart normal", Rate: 5000, loadResult: loadResult{RPS: 5000, Requests: 30000}},
 		}, want: map[string][]float64{"rempart normal": {0.1875, 0.8}, "rempart critical": {0.8, 1.2}}},
 		{name: "a run without nginx has no ratio", rows: []benchRow{
 			row(1, "rempart normal", 5000, 30000, 0), row(2, "nginx", 10000, 60000, 0), row(2, "rempart normal", 5000, 30000, 0),
@@ -156,6 +159,57 @@ func TestRatios(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestAddedP99(t *testing.T) {
+	ms := time.Millisecond
+	row := func(run int, target string, rate float64, p99 time.Duration) benchRow {
+		return benchRow{Run: run, Target: target, Rate: rate, loadResult: loadResult{P99: p99}}
+	}
+	for _, c := range []struct {
+		name string
+		rows []benchRow
+		want map[string][]time.Duration
+	}{
+		{name: "paced rows only, same run", rows: []benchRow{
+			row(1, "nginx", 0, 9*ms), row(1, "rempart normal", 0, 90*ms),
+			row(1, "nginx", 9000, 2*ms), row(1, "rempart normal", 9000, 5*ms), row(1, "rempart critical", 9000, 1*ms),
+			row(2, "nginx", 8000, 3*ms), row(2, "rempart normal", 8000, 3500*time.Microsecond),
+		}, want: map[string][]time.Duration{"rempart normal": {3 * ms, 500 * time.Microsecond}, "rempart critical": {-ms}}},
+		{name: "not paced", rows: []benchRow{row(1, "nginx", 0, 9*ms), row(1, "rempart normal", 0, 90*ms)},
+			want: map[string][]time.Duration{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := addedP99(c.rows)
+			if len(got) != len(c.want) {
+				t.Fatalf("got %v, want %v", got, c.want)
+			}
+			for k, want := range c.want {
+				if !slices.Equal(got[k], want) {
+					t.Errorf("%s: got %v, want %v", k, got[k], want)
+				}
+			}
+		})
+	}
+}
+
+// TestPacedLoad checks the pacing against the echo back end: never more
+// requests than were due (a closed loop would send thousands).
+func TestPacedLoad(t *testing.T) {
+	echo, err := startEcho()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	const rate, conns = 200, 4
+	d := time.Second
+	r, err := goLoader{rate: rate}.Load(context.Background(), "http://"+echo.addr+"/echo", d, conns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Requests == 0 || r.Requests > rate*int64(d/time.Second)+conns || r.Non2xx != 0 {
+		t.Fatalf("%+v: want 1 to %d answers, all 2xx", r, rate+conns)
 	}
 }
 
