@@ -5,9 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"runtime"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -260,27 +260,18 @@ func writeBenchReport(w io.Writer, h benchHeader, rows []benchRow) {
 			fmtAllocs(r.AllocsPerReq), vs, r.Load)
 	}
 	tw.Flush()
-	for _, n := range sortedKeys(rs) {
+	for _, n := range slices.Sorted(maps.Keys(rs)) {
 		lo, hi := slices.Min(rs[n]), slices.Max(rs[n])
 		fmt.Fprintf(w, "%s goodput / nginx goodput, same run: %.2f–%.2f× over %d run(s) (goal ≥ 0.80×)\n", n, lo, hi, len(rs[n]))
 	}
 	if len(rs) == 0 {
 		fmt.Fprintln(w, "no nginx runs: no ratios")
 	}
-	for _, n := range sortedKeys(added) {
+	for _, n := range slices.Sorted(maps.Keys(added)) {
 		lo, hi := slices.Min(added[n]), slices.Max(added[n])
 		fmt.Fprintf(w, "%s p99 minus nginx p99, both paced at half of nginx's rate: %s to %s over %d run(s) (goal ≤ +1ms)\n",
 			n, fmtSigned(lo), fmtSigned(hi), len(added[n]))
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func fmtSigned(d time.Duration) string {
@@ -320,7 +311,7 @@ func fmtNon2xx(n int64, codes map[string]float64) string {
 	if len(codes) == 0 {
 		return s
 	}
-	keys := sortedKeys(codes)
+	keys := slices.Sorted(maps.Keys(codes))
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s×%.0f", k, codes[k])
