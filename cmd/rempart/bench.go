@@ -205,6 +205,10 @@ func runBenchProxy(cmd *cobra.Command, f benchFlags) error {
 	return nil
 }
 
+// benchUpstream names the echo back end in rempart's configuration, and so
+// its admission pool.
+const benchUpstream = "echo"
+
 // benchTiers are rempart's two routes to the echo back end, by tier.
 var benchTiers = []string{"normal", "critical"}
 
@@ -220,9 +224,9 @@ func benchRempartConfig(echoAddr, logLevel string, partnerLoopback bool) string 
 	if partnerLoopback {
 		b.WriteString("scrub:\n  partner_prefixes: [\"127.0.0.1/32\"]\n")
 	}
-	fmt.Fprintf(&b, "upstreams:\n  - name: echo\n    url: http://%s\nroutes:\n", echoAddr)
+	fmt.Fprintf(&b, "upstreams:\n  - name: %s\n    url: http://%s\nroutes:\n", benchUpstream, echoAddr)
 	for _, tr := range benchTiers {
-		fmt.Fprintf(&b, "  - name: bench-%s\n    match: GET /%s/\n    tier: %s\n    upstream: echo\n", tr, tr, tr)
+		fmt.Fprintf(&b, "  - name: bench-%s\n    match: GET /%s/\n    tier: %s\n    upstream: %s\n", tr, tr, tr, benchUpstream)
 	}
 	return b.String()
 }

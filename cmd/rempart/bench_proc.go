@@ -30,14 +30,29 @@ func loadAverage() string {
 type rempartCounters struct {
 	mallocs float64            // go_memstats_mallocs_total
 	codes   map[string]float64 // rempart_requests_total of one route, by code
+	// limit is the admission limit learnt for the bench's upstream (gauge
+	// rempart_admission_limit{upstream="echo"}), -1 when absent.
+	limit float64
+	// sched is rempart_sched_latency_p90_seconds, -1 when absent.
+	sched float64
 }
 
 var promLabel = regexp.MustCompile(`(\w+)="([^"]*)"`)
 
+// promLabels are a sample's labels: name{a="x",b="y"}.
+func promLabels(sample string) map[string]string {
+	labels := map[string]string{}
+	for _, m := range promLabel.FindAllStringSubmatch(sample, -1) {
+		labels[m[1]] = m[2]
+	}
+	return labels
+}
+
 // parseRempartMetrics reads the Prometheus text exposition for the Go
-// runtime's malloc count and route's answers by status code.
+// runtime's malloc count, route's answers by status code, the admission
+// limit and the scheduling latency.
 func parseRempartMetrics(r io.Reader, route string) (rempartCounters, error) {
-	c := rempartCounters{codes: map[string]float64{}}
+	c := rempartCounters{codes: map[string]float64{}, limit: -1, sched: -1}
 	found := false
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -55,11 +70,23 @@ func parseRempartMetrics(r io.Reader, route string) (rempartCounters, error) {
 				return c, fmt.Errorf("metrics: %s: %w", name, err)
 			}
 			c.mallocs, found = v, true
-		case strings.HasPrefix(name, "rempart_requests_total{"):
-			labels := map[string]string{}
-			for _, m := range promLabel.FindAllStringSubmatch(name, -1) {
-				labels[m[1]] = m[2]
+		case name == "rempart_sched_latency_p90_seconds":
+			v, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				return c, fmt.Errorf("metrics: %s: %w", name, err)
 			}
+			c.sched = v
+		case strings.HasPrefix(name, "rempart_admission_limit{"):
+			if promLabels(name)["upstream"] != benchUpstream {
+				continue
+			}
+			v, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				return c, fmt.Errorf("metrics: %s: %w", name, err)
+			}
+			c.limit = v
+		case strings.HasPrefix(name, "rempart_requests_total{"):
+			labels := promLabels(name)
 			if labels["route"] != route {
 				continue
 			}

@@ -40,6 +40,10 @@ type benchRow struct {
 	CPUPerReq    time.Duration      // < 0: not measured
 	AllocsPerReq float64            // < 0: not measured
 	Codes        map[string]float64 // rempart's non-2xx answers by status code
+	// Limit and Sched are rempart's admission limit and scheduling latency
+	// p90 read at the end of the run; < 0: not read.
+	Limit float64
+	Sched time.Duration
 }
 
 // bench alternates load over its targets.
@@ -116,7 +120,7 @@ func (b *bench) printProgress(r benchRow) {
 // measure runs the load once on t with CPU, allocations and status codes
 // read before and after.
 func (b *bench) measure(ctx context.Context, run int, t *benchTarget, ld loader) (benchRow, error) {
-	row := benchRow{Run: run, Target: t.name, Load: loadAverage(), CPUPerReq: -1, AllocsPerReq: -1}
+	row := benchRow{Run: run, Target: t.name, Load: loadAverage(), CPUPerReq: -1, AllocsPerReq: -1, Limit: -1, Sched: -1}
 	var cpu0 drill.Usage
 	if t.pid > 0 {
 		var err error
@@ -159,6 +163,10 @@ func (b *bench) measure(ctx context.Context, run int, t *benchTarget, ld loader)
 		if err != nil {
 			return row, err
 		}
+		row.Limit = after.limit
+		if after.sched >= 0 {
+			row.Sched = time.Duration(after.sched * float64(time.Second))
+		}
 		if res.Requests > 0 {
 			row.AllocsPerReq = (after.mallocs - before.mallocs) / float64(res.Requests)
 		}
@@ -200,13 +208,22 @@ func ratios(rows []benchRow) map[string][]float64 {
 	return out
 }
 
+// paceHeld is the share of the paced rate a run must reach for its
+// latencies to be those of that rate.
+const paceHeld = 0.95
+
+// behind reports whether a paced row fell behind its rate.
+func (r benchRow) behind() bool { return r.Rate > 0 && r.RPS < paceHeld*r.Rate }
+
 // addedP99 is, per rempart target, its p99 latency minus nginx's in the
 // same run, both paced at the same rate (half of nginx's closed-loop rate),
-// in run order.
+// in run order. A run where nginx itself fell behind the pace (the
+// generator or the machine could not send it) has none: its latencies are
+// the generator's queue, not nginx's.
 func addedP99(rows []benchRow) map[string][]time.Duration {
 	nginx := map[int]time.Duration{}
 	for _, r := range rows {
-		if r.Target == "nginx" && r.Rate > 0 {
+		if r.Target == "nginx" && r.Rate > 0 && !r.behind() {
 			nginx[r.Run] = r.P99
 		}
 	}
@@ -238,7 +255,7 @@ func writeBenchReport(w io.Writer, h benchHeader, rows []benchRow) {
 		fmt.Fprintln(w, "rempart: default protections; all the load comes from one address, 127.0.0.1 (--partner-loopback declares it a partner)")
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\ttarget\treq/s\t2xx/s\tmean\tp99\tnon-2xx\terrors\tCPU/req\tallocs/req\tvs nginx\tload\t")
+	fmt.Fprintln(tw, "run\ttarget\treq/s\t2xx/s\tmean\tp99\tnon-2xx\terrors\tCPU/req\tallocs/req\tadm. limit\tsched p90\tvs nginx\tload\t")
 	rs, added := ratios(rows), addedP99(rows)
 	seen := map[string]int{}
 	for _, r := range rows {
@@ -246,6 +263,9 @@ func writeBenchReport(w io.Writer, h benchHeader, rows []benchRow) {
 		key := fmt.Sprint(r.Target, r.Rate > 0)
 		if r.Rate > 0 {
 			target += fmt.Sprintf(" @%.0f/s", r.Rate)
+			if r.behind() {
+				target += " (behind)"
+			}
 			if v := added[r.Target]; seen[key] < len(v) {
 				vs = fmt.Sprintf("%+.2fms p99", float64(v[seen[key]])/float64(time.Millisecond))
 			}
@@ -255,9 +275,13 @@ func writeBenchReport(w io.Writer, h benchHeader, rows []benchRow) {
 		if strings.HasPrefix(r.Target, "rempart") {
 			seen[key]++
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", r.Run, target, r.RPS, r.Goodput(),
+		sched := "-"
+		if r.Sched >= 0 {
+			sched = fmtLatency(r.Sched)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Run, target, r.RPS, r.Goodput(),
 			fmtLatency(r.Mean), fmtLatency(r.P99), fmtNon2xx(r.Non2xx, r.Codes), r.Errors, fmtCPU(r.CPUPerReq),
-			fmtAllocs(r.AllocsPerReq), vs, r.Load)
+			fmtAllocs(r.AllocsPerReq), fmtAllocs(r.Limit), sched, vs, r.Load)
 	}
 	tw.Flush()
 	for _, n := range slices.Sorted(maps.Keys(rs)) {
@@ -267,10 +291,23 @@ func writeBenchReport(w io.Writer, h benchHeader, rows []benchRow) {
 	if len(rs) == 0 {
 		fmt.Fprintln(w, "no nginx runs: no ratios")
 	}
+	for _, r := range rows {
+		if r.Target == "nginx" && r.behind() {
+			fmt.Fprintf(w, "run %d: the paced load fell behind on nginx itself (%.0f of %.0f/s): the generator or the machine could not send it, so no added p99 for that run\n",
+				r.Run, r.RPS, r.Rate)
+		}
+	}
 	for _, n := range slices.Sorted(maps.Keys(added)) {
 		lo, hi := slices.Min(added[n]), slices.Max(added[n])
-		fmt.Fprintf(w, "%s p99 minus nginx p99, both paced at half of nginx's rate: %s to %s over %d run(s) (goal ≤ +1ms)\n",
-			n, fmtSigned(lo), fmtSigned(hi), len(added[n]))
+		// A p99 of refusals is not a proxied request's: say how many.
+		var refused float64
+		for _, r := range rows {
+			if r.Target == n && r.Rate > 0 && r.Requests > 0 {
+				refused = max(refused, float64(r.Non2xx)/float64(r.Requests))
+			}
+		}
+		fmt.Fprintf(w, "%s p99 minus nginx p99, both paced at half of nginx's rate: %s to %s over %d run(s), up to %.0f %% of its answers not 2xx (goal ≤ +1ms, none shed)\n",
+			n, fmtSigned(lo), fmtSigned(hi), len(added[n]), 100*refused)
 	}
 }
 

@@ -87,6 +87,9 @@ rempart_requests_total{code="200",route="bench-normal",tier="normal"} 900
 rempart_requests_total{code="503",route="bench-normal",tier="normal"} 40
 rempart_requests_total{code="429",route="bench-normal",tier="important"} 2
 rempart_requests_total{code="200",route="bench-critical",tier="critical"} 7
+rempart_admission_limit{upstream="echo"} 13
+rempart_admission_limit{upstream="identity"} 40
+rempart_sched_latency_p90_seconds 0.0125
 `
 	for _, c := range []struct {
 		name, text, route string
@@ -94,9 +97,11 @@ rempart_requests_total{code="200",route="bench-critical",tier="critical"} 7
 		wantErr           bool
 	}{
 		{name: "normal route, every tier", text: text, route: "bench-normal",
-			want: rempartCounters{mallocs: 1234567, codes: map[string]float64{"200": 900, "503": 40, "429": 2}}},
+			want: rempartCounters{mallocs: 1234567, codes: map[string]float64{"200": 900, "503": 40, "429": 2}, limit: 13, sched: 0.0125}},
 		{name: "other route", text: text, route: "bench-critical",
-			want: rempartCounters{mallocs: 1234567, codes: map[string]float64{"200": 7}}},
+			want: rempartCounters{mallocs: 1234567, codes: map[string]float64{"200": 7}, limit: 13, sched: 0.0125}},
+		{name: "no admission limit or scheduling latency", text: "go_memstats_mallocs_total 5\n", route: "r",
+			want: rempartCounters{mallocs: 5, codes: map[string]float64{}, limit: -1, sched: -1}},
 		{name: "no malloc counter", text: "rempart_requests_total{code=\"200\",route=\"r\"} 1\n", route: "r", wantErr: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -107,7 +112,7 @@ rempart_requests_total{code="200",route="bench-critical",tier="critical"} 7
 			if c.wantErr {
 				return
 			}
-			if got.mallocs != c.want.mallocs || len(got.codes) != len(c.want.codes) {
+			if got.mallocs != c.want.mallocs || got.limit != c.want.limit || got.sched != c.want.sched || len(got.codes) != len(c.want.codes) {
 				t.Fatalf("got %+v, want %+v", got, c.want)
 			}
 			for k, v := range c.want.codes {
@@ -165,7 +170,7 @@ func TestRatios(t *testing.T) {
 func TestAddedP99(t *testing.T) {
 	ms := time.Millisecond
 	row := func(run int, target string, rate float64, p99 time.Duration) benchRow {
-		return benchRow{Run: run, Target: target, Rate: rate, loadResult: loadResult{P99: p99}}
+		return benchRow{Run: run, Target: target, Rate: rate, loadResult: loadResult{RPS: rate, P99: p99}}
 	}
 	for _, c := range []struct {
 		name string
@@ -177,6 +182,12 @@ func TestAddedP99(t *testing.T) {
 			row(1, "nginx", 9000, 2*ms), row(1, "rempart normal", 9000, 5*ms), row(1, "rempart critical", 9000, 1*ms),
 			row(2, "nginx", 8000, 3*ms), row(2, "rempart normal", 8000, 3500*time.Microsecond),
 		}, want: map[string][]time.Duration{"rempart normal": {3 * ms, 500 * time.Microsecond}, "rempart critical": {-ms}}},
+		{name: "nginx fell behind its pace: no figure for that run", rows: []benchRow{
+			{Run: 1, Target: "nginx", Rate: 9000, loadResult: loadResult{RPS: 5000, P99: 2 * time.Second}},
+			{Run: 1, Target: "rempart normal", Rate: 9000, loadResult: loadResult{RPS: 3000, P99: 4 * time.Second}},
+			{Run: 2, Target: "nginx", Rate: 8000, loadResult: loadResult{RPS: 7900, P99: 3 * ms}},
+			{Run: 2, Target: "rempart normal", Rate: 8000, loadResult: loadResult{RPS: 3000, P99: 3 * time.Second}},
+		}, want: map[string][]time.Duration{"rempart normal": {3*time.Second - 3*ms}}},
 		{name: "not paced", rows: []benchRow{row(1, "nginx", 0, 9*ms), row(1, "rempart normal", 0, 90*ms)},
 			want: map[string][]time.Duration{}},
 	} {
