@@ -31,7 +31,8 @@ type rempartCounters struct {
 	mallocs float64            // go_memstats_mallocs_total
 	codes   map[string]float64 // rempart_requests_total of one route, by code
 	// limit is the admission limit learnt for the bench's upstream (gauge
-	// rempart_admission_limit{upstream="echo"}), -1 when absent.
+	// rempart_admission_limit{upstream="echo/echo"}, the lowest if the
+	// upstream is in several pools), -1 when absent.
 	limit float64
 	// sched is rempart_sched_latency_p90_seconds, -1 when absent.
 	sched float64
@@ -77,14 +78,17 @@ func parseRempartMetrics(r io.Reader, route string) (rempartCounters, error) {
 			}
 			c.sched = v
 		case strings.HasPrefix(name, "rempart_admission_limit{"):
-			if promLabels(name)["upstream"] != benchUpstream {
+			// The label is the pool and upstream, "echo/echo" today.
+			if up := promLabels(name)["upstream"]; up != benchUpstream && !strings.HasPrefix(up, benchUpstream+"/") {
 				continue
 			}
 			v, err := strconv.ParseFloat(value, 64)
 			if err != nil {
 				return c, fmt.Errorf("metrics: %s: %w", name, err)
 			}
-			c.limit = v
+			if c.limit < 0 || v < c.limit {
+				c.limit = v
+			}
 		case strings.HasPrefix(name, "rempart_requests_total{"):
 			labels := promLabels(name)
 			if labels["route"] != route {

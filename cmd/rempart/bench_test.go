@@ -87,8 +87,9 @@ rempart_requests_total{code="200",route="bench-normal",tier="normal"} 900
 rempart_requests_total{code="503",route="bench-normal",tier="normal"} 40
 rempart_requests_total{code="429",route="bench-normal",tier="important"} 2
 rempart_requests_total{code="200",route="bench-critical",tier="critical"} 7
-rempart_admission_limit{upstream="echo"} 13
-rempart_admission_limit{upstream="identity"} 40
+rempart_admission_limit{upstream="echo/echo"} 13
+rempart_admission_limit{upstream="identity/identity"} 8
+rempart_admission_limit{upstream="echoes/echoes"} 5
 rempart_sched_latency_p90_seconds 0.0125
 `
 	for _, c := range []struct {
