@@ -189,20 +189,23 @@ func cpuPerRequest(cpu time.Duration, n int64) time.Duration {
 	return cpu / time.Duration(n)
 }
 
-// ratios are, per rempart target, its goodput (2xx/s) over nginx's in the
-// same run, in run order, closed-loop rows only. Without nginx rows there
-// are none.
-func ratios(rows []benchRow) map[string][]float64 {
+// ratios are, per rempart target and run, its goodput (2xx/s) over
+// nginx's in the same run, closed-loop rows only. A run without nginx has
+// none.
+func ratios(rows []benchRow) map[string]map[int]float64 {
 	nginx := map[int]float64{}
 	for _, r := range rows {
 		if r.Target == "nginx" && r.Rate == 0 {
 			nginx[r.Run] = r.Goodput()
 		}
 	}
-	out := map[string][]float64{}
+	out := map[string]map[int]float64{}
 	for _, r := range rows {
 		if base, ok := nginx[r.Run]; ok && base > 0 && r.Rate == 0 && strings.HasPrefix(r.Target, "rempart") {
-			out[r.Target] = append(out[r.Target], r.Goodput()/base)
+			if out[r.Target] == nil {
+				out[r.Target] = map[int]float64{}
+			}
+			out[r.Target][r.Run] = r.Goodput() / base
 		}
 	}
 	return out
@@ -215,22 +218,25 @@ const paceHeld = 0.95
 // behind reports whether a paced row fell behind its rate.
 func (r benchRow) behind() bool { return r.Rate > 0 && r.RPS < paceHeld*r.Rate }
 
-// addedP99 is, per rempart target, its p99 latency minus nginx's in the
-// same run, both paced at the same rate (half of nginx's closed-loop rate),
-// in run order. A run where nginx itself fell behind the pace (the
+// addedP99 is, per rempart target and run, its p99 latency minus nginx's
+// in the same run, both paced at the same rate (half of nginx's
+// closed-loop rate). A run where nginx itself fell behind the pace (the
 // generator or the machine could not send it) has none: its latencies are
 // the generator's queue, not nginx's.
-func addedP99(rows []benchRow) map[string][]time.Duration {
+func addedP99(rows []benchRow) map[string]map[int]time.Duration {
 	nginx := map[int]time.Duration{}
 	for _, r := range rows {
 		if r.Target == "nginx" && r.Rate > 0 && !r.behind() {
 			nginx[r.Run] = r.P99
 		}
 	}
-	out := map[string][]time.Duration{}
+	out := map[string]map[int]time.Duration{}
 	for _, r := range rows {
 		if base, ok := nginx[r.Run]; ok && r.Rate > 0 && strings.HasPrefix(r.Target, "rempart") {
-			out[r.Target] = append(out[r.Target], r.P99-base)
+			if out[r.Target] == nil {
+				out[r.Target] = map[int]time.Duration{}
+			}
+			out[r.Target][r.Run] = r.P99 - base
 		}
 	}
 	return out
@@ -257,23 +263,18 @@ func writeBenchReport(w io.Writer, h benchHeader, rows []benchRow) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "run\ttarget\treq/s\t2xx/s\tmean\tp99\tnon-2xx\terrors\tCPU/req\tallocs/req\tadm. limit\tsched p90\tvs nginx\tload\t")
 	rs, added := ratios(rows), addedP99(rows)
-	seen := map[string]int{}
 	for _, r := range rows {
 		target, vs := r.Target, "-"
-		key := fmt.Sprint(r.Target, r.Rate > 0)
 		if r.Rate > 0 {
 			target += fmt.Sprintf(" @%.0f/s", r.Rate)
 			if r.behind() {
 				target += " (behind)"
 			}
-			if v := added[r.Target]; seen[key] < len(v) {
-				vs = fmt.Sprintf("%+.2fms p99", float64(v[seen[key]])/float64(time.Millisecond))
+			if v, ok := added[r.Target][r.Run]; ok {
+				vs = fmt.Sprintf("%+.2fms p99", float64(v)/float64(time.Millisecond))
 			}
-		} else if v := rs[r.Target]; seen[key] < len(v) {
-			vs = fmt.Sprintf("%.2f×", v[seen[key]])
-		}
-		if strings.HasPrefix(r.Target, "rempart") {
-			seen[key]++
+		} else if v, ok := rs[r.Target][r.Run]; ok {
+			vs = fmt.Sprintf("%.2f×", v)
 		}
 		sched := "-"
 		if r.Sched >= 0 {
@@ -285,7 +286,8 @@ func writeBenchReport(w io.Writer, h benchHeader, rows []benchRow) {
 	}
 	tw.Flush()
 	for _, n := range slices.Sorted(maps.Keys(rs)) {
-		lo, hi := slices.Min(rs[n]), slices.Max(rs[n])
+		v := slices.Collect(maps.Values(rs[n]))
+		lo, hi := slices.Min(v), slices.Max(v)
 		fmt.Fprintf(w, "%s goodput / nginx goodput, same run: %.2f–%.2f× over %d run(s) (goal ≥ 0.80×)\n", n, lo, hi, len(rs[n]))
 	}
 	if len(rs) == 0 {
@@ -298,7 +300,8 @@ func writeBenchReport(w io.Writer, h benchHeader, rows []benchRow) {
 		}
 	}
 	for _, n := range slices.Sorted(maps.Keys(added)) {
-		lo, hi := slices.Min(added[n]), slices.Max(added[n])
+		v := slices.Collect(maps.Values(added[n]))
+		lo, hi := slices.Min(v), slices.Max(v)
 		// A p99 of refusals is not a proxied request's: say how many.
 		var refused float64
 		for _, r := range rows {

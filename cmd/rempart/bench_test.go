@@ -5,12 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,7 +132,7 @@ func TestRatios(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		rows []benchRow
-		want map[string][]float64
+		want map[string]map[int]float64
 	}{
 		{name: "two runs, shed answers are not goodput", rows: []benchRow{
 			row(1, "direct", 30000, 180000, 0), row(1, "nginx", 20000, 120000, 0),
@@ -141,13 +141,13 @@ func TestRatios(t *testing.T) {
 			row(2, "rempart critical", 12000, 72000, 0),
 			{Run: 2, Target: "nginx", Rate: 5000, loadResult: loadResult{RPS: 5000, Requests: 30000}},
 			{Run: 2, Target: "rempart normal", Rate: 5000, loadResult: loadResult{RPS: 5000, Requests: 30000}},
-		}, want: map[string][]float64{"rempart normal": {0.1875, 0.8}, "rempart critical": {0.8, 1.2}}},
+		}, want: map[string]map[int]float64{"rempart normal": {1: 0.1875, 2: 0.8}, "rempart critical": {1: 0.8, 2: 1.2}}},
 		{name: "a run without nginx has no ratio", rows: []benchRow{
 			row(1, "rempart normal", 5000, 30000, 0), row(2, "nginx", 10000, 60000, 0), row(2, "rempart normal", 5000, 30000, 0),
-		}, want: map[string][]float64{"rempart normal": {0.5}}},
+		}, want: map[string]map[int]float64{"rempart normal": {2: 0.5}}},
 		{name: "nginx answered nothing well", rows: []benchRow{
 			row(1, "nginx", 10000, 60000, 60000), row(1, "rempart normal", 5000, 30000, 0),
-		}, want: map[string][]float64{}},
+		}, want: map[string]map[int]float64{}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := ratios(c.rows)
@@ -158,9 +158,9 @@ func TestRatios(t *testing.T) {
 				if len(got[k]) != len(want) {
 					t.Fatalf("%s: got %v, want %v", k, got[k], want)
 				}
-				for i := range want {
-					if math.Abs(got[k][i]-want[i]) > 1e-9 {
-						t.Errorf("%s run %d: %v, want %v", k, i+1, got[k][i], want[i])
+				for run, w := range want {
+					if g, ok := got[k][run]; !ok || math.Abs(g-w) > 1e-9 {
+						t.Errorf("%s run %d: %v, want %v", k, run, g, w)
 					}
 				}
 			}
@@ -176,21 +176,21 @@ func TestAddedP99(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		rows []benchRow
-		want map[string][]time.Duration
+		want map[string]map[int]time.Duration
 	}{
 		{name: "paced rows only, same run", rows: []benchRow{
 			row(1, "nginx", 0, 9*ms), row(1, "rempart normal", 0, 90*ms),
 			row(1, "nginx", 9000, 2*ms), row(1, "rempart normal", 9000, 5*ms), row(1, "rempart critical", 9000, 1*ms),
 			row(2, "nginx", 8000, 3*ms), row(2, "rempart normal", 8000, 3500*time.Microsecond),
-		}, want: map[string][]time.Duration{"rempart normal": {3 * ms, 500 * time.Microsecond}, "rempart critical": {-ms}}},
+		}, want: map[string]map[int]time.Duration{"rempart normal": {1: 3 * ms, 2: 500 * time.Microsecond}, "rempart critical": {1: -ms}}},
 		{name: "nginx fell behind its pace: no figure for that run", rows: []benchRow{
 			{Run: 1, Target: "nginx", Rate: 9000, loadResult: loadResult{RPS: 5000, P99: 2 * time.Second}},
 			{Run: 1, Target: "rempart normal", Rate: 9000, loadResult: loadResult{RPS: 3000, P99: 4 * time.Second}},
 			{Run: 2, Target: "nginx", Rate: 8000, loadResult: loadResult{RPS: 7900, P99: 3 * ms}},
 			{Run: 2, Target: "rempart normal", Rate: 8000, loadResult: loadResult{RPS: 3000, P99: 3 * time.Second}},
-		}, want: map[string][]time.Duration{"rempart normal": {3*time.Second - 3*ms}}},
+		}, want: map[string]map[int]time.Duration{"rempart normal": {2: 3*time.Second - 3*ms}}},
 		{name: "not paced", rows: []benchRow{row(1, "nginx", 0, 9*ms), row(1, "rempart normal", 0, 90*ms)},
-			want: map[string][]time.Duration{}},
+			want: map[string]map[int]time.Duration{}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := addedP99(c.rows)
@@ -198,7 +198,7 @@ func TestAddedP99(t *testing.T) {
 				t.Fatalf("got %v, want %v", got, c.want)
 			}
 			for k, want := range c.want {
-				if !slices.Equal(got[k], want) {
+				if !maps.Equal(got[k], want) {
 					t.Errorf("%s: got %v, want %v", k, got[k], want)
 				}
 			}
@@ -369,5 +369,54 @@ func TestEchoAnswer(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(b)) || len(b) < 200 || len(b) > 1000 || !json.Valid(b) {
 		t.Fatalf("status %d, length %d, %d bytes: %.80q", resp.StatusCode, resp.ContentLength, len(b), b)
+	}
+}
+
+// TestReportFiguresOnTheirRun checks that a run without a figure (nginx
+// fell behind its pace in run 1) leaves its line without one and does not
+// shift the next run's onto it.
+func TestReportFiguresOnTheirRun(t *testing.T) {
+	ms := time.Millisecond
+	rows := []benchRow{
+		{Run: 1, Target: "nginx", loadResult: loadResult{RPS: 16000, Requests: 96000}},
+		{Run: 1, Target: "rempart normal", loadResult: loadResult{RPS: 4000, Requests: 24000}},
+		{Run: 1, Target: "nginx", Rate: 8000, loadResult: loadResult{RPS: 5000, Requests: 30000, P99: 900 * ms}},
+		{Run: 1, Target: "rempart normal", Rate: 8000, loadResult: loadResult{RPS: 4000, Requests: 24000, P99: 2000 * ms}},
+		{Run: 2, Target: "nginx", loadResult: loadResult{RPS: 16000, Requests: 96000}},
+		{Run: 2, Target: "rempart normal", loadResult: loadResult{RPS: 8000, Requests: 48000}},
+		{Run: 2, Target: "nginx", Rate: 8000, loadResult: loadResult{RPS: 8000, Requests: 48000, P99: 4 * ms}},
+		{Run: 2, Target: "rempart normal", Rate: 8000, loadResult: loadResult{RPS: 8000, Requests: 48000, P99: 7 * ms}},
+	}
+	var out bytes.Buffer
+	writeBenchReport(&out, benchHeader{Loader: "wrk -t2", Conns: 64, Runs: 2, Duration: 6 * time.Second}, rows)
+	lines := strings.Split(out.String(), "\n")
+	// find is the line of run (its first field) that holds target, or
+	// with run "", the line that starts with target.
+	find := func(run, target string) string {
+		for _, l := range lines {
+			f := strings.Fields(l)
+			if run == "" && strings.HasPrefix(l, target) || run != "" && len(f) > 0 && f[0] == run && strings.Contains(l, target) {
+				return l
+			}
+		}
+		t.Fatalf("no line %q %q in\n%s", run, target, out.String())
+		return ""
+	}
+	for _, c := range []struct{ run, target, want, not string }{
+		{"1", "rempart normal @8000/s (behind)", "", "p99"},
+		{"2", "rempart normal @8000/s", "+3.00ms p99", ""},
+		{"1", "rempart normal  ", "0.25×", ""},
+		{"2", "rempart normal  ", "0.50×", ""},
+		{"", "run 1: the paced load fell behind on nginx itself", "5000 of 8000/s", ""},
+		{"", "rempart normal p99 minus nginx p99", "+3.00ms to +3.00ms over 1 run(s)", ""},
+		{"", "rempart normal goodput / nginx goodput", "0.25–0.50× over 2 run(s)", ""},
+	} {
+		t.Run(c.run+" "+c.target, func(t *testing.T) {
+			l := find(c.run, c.target)
+			rest := l[strings.Index(l, c.target)+len(c.target):]
+			if c.want != "" && !strings.Contains(l, c.want) || c.not != "" && strings.Contains(rest, c.not) {
+				t.Errorf("%q: want %q, not %q", l, c.want, c.not)
+			}
+		})
 	}
 }
