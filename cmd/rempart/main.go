@@ -29,6 +29,6 @@ simulated bank on its own, and "rempart version" to print the build.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newEstateCmd(), newAdminCmd(), newVersionCmd(), newDrillCmd(), newLegacyCmd())
+	root.AddCommand(newServeCmd(), newEstateCmd(), newAdminCmd(), newVersionCmd(), newDrillCmd(), newLegacyCmd(), newBenchCmd())
 	return root
 }
