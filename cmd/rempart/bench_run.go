@@ -256,9 +256,9 @@ func writeBenchReport(w io.Writer, h benchHeader, rows []benchRow) {
 	fmt.Fprintf(w, "rempart bench proxy: %s, %d connections, %d run(s) of %s per target, runs alternated; %d CPUs, load average %s at start, %s at end\n",
 		h.Loader, h.Conns, h.Runs, h.Duration, runtime.NumCPU(), h.LoadStart, h.LoadEnd)
 	if h.PartnerLoopback {
-		fmt.Fprintln(w, "rempart: the load's source 127.0.0.1 declared a partner prefix (--partner-loopback)")
+		fmt.Fprintln(w, "rempart: the load's source 127.0.0.1 on the scrubber's allow list (--allow-loopback)")
 	} else {
-		fmt.Fprintln(w, "rempart: default protections; all the load comes from one address, 127.0.0.1 (--partner-loopback declares it a partner)")
+		fmt.Fprintln(w, "rempart: default protections; all the load comes from one address, 127.0.0.1 (--allow-loopback allow-lists it)")
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "run\ttarget\treq/s\t2xx/s\tmean\tp99\tnon-2xx\terrors\tCPU/req\tallocs/req\tadm. limit\tsched p90\tvs nginx\tload\t")

@@ -62,7 +62,7 @@ func benchGET(b *testing.B, url string) {
 // os.Stderr, which is swapped while it starts.
 func benchServe(b *testing.B, echoAddr, level string) string {
 	b.Helper()
-	cfg, err := config.Parse("bench.yaml", []byte(benchRempartConfig(echoAddr, level, true)))
+	cfg, err := config.Parse("bench.yaml", []byte(benchRempartConfig(echoAddr, level)))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -257,22 +257,15 @@ func TestFmtNon2xx(t *testing.T) {
 // TestBenchRempartConfig checks that the generated configuration is one
 // rempart accepts: no estate, the echo upstream, a route per tier.
 func TestBenchRempartConfig(t *testing.T) {
-	for _, lo := range []bool{false, true} {
-		t.Run(map[bool]string{false: "defaults", true: "partner-loopback"}[lo], func(t *testing.T) {
-			cfg, err := config.Parse("bench.yaml", []byte(benchRempartConfig("127.0.0.1:4321", "info", lo)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if cfg.EstateEnabled() || len(cfg.Upstreams) != 1 || cfg.Upstreams[0].URL != "http://127.0.0.1:4321" {
-				t.Fatalf("estate %t, upstreams %+v", cfg.EstateEnabled(), cfg.Upstreams)
-			}
-			if len(cfg.Routes) != 2 || cfg.Routes[0].Tier != "normal" || cfg.Routes[1].Tier != "critical" {
-				t.Fatalf("routes %+v", cfg.Routes)
-			}
-			if got := len(cfg.Scrub.PartnerPrefixes) == 1; got != lo {
-				t.Fatalf("partner prefixes %v", cfg.Scrub.PartnerPrefixes)
-			}
-		})
+	cfg, err := config.Parse("bench.yaml", []byte(benchRempartConfig("127.0.0.1:4321", "info")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.EstateEnabled() || len(cfg.Upstreams) != 1 || cfg.Upstreams[0].URL != "http://127.0.0.1:4321" {
+		t.Fatalf("estate %t, upstreams %+v", cfg.EstateEnabled(), cfg.Upstreams)
+	}
+	if len(cfg.Routes) != 2 || cfg.Routes[0].Tier != "normal" || cfg.Routes[1].Tier != "critical" {
+		t.Fatalf("routes %+v", cfg.Routes)
 	}
 }
 
