@@ -2,10 +2,13 @@ package waitroom
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"html/template"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,7 +65,8 @@ func (r *Room) writeWaiting(w http.ResponseWriter, req *http.Request, d decision
 	noStore(h)
 	if prefersHTML(req.Header.Get("Accept")) {
 		http.SetCookie(w, r.cookie(req, d.ticket, seconds(d.pollAfter+r.opts.Grace)))
-		r.writePage(w, language(req.Header.Get("Accept-Language")), page{Position: d.position, Wait: d.eta, Poll: poll})
+		r.writePage(w, language(req.Header.Get("Accept-Language")), page{Position: d.position, Wait: d.eta, Poll: poll,
+			Again: resubmission(req)})
 		return
 	}
 	// Rounded up to a tenth of a second: an estimate may be late, never early.
@@ -87,7 +91,7 @@ func (r *Room) writeFull(w http.ResponseWriter, req *http.Request, d decision) {
 	h.Set(Header, "full")
 	noStore(h)
 	if prefersHTML(req.Header.Get("Accept")) {
-		r.writePage(w, language(req.Header.Get("Accept-Language")), page{Full: true, Poll: retry})
+		r.writePage(w, language(req.Header.Get("Accept-Language")), page{Full: true, Poll: retry, Again: resubmission(req)})
 		return
 	}
 	p := problem.New(http.StatusServiceUnavailable, "waiting-room-full", fmt.Sprintf(
@@ -150,6 +154,62 @@ type page struct {
 	Position int
 	Wait     time.Duration
 	Poll     int
+	// Again, when set, is the form the browser posted: the page sends it
+	// again instead of reloading (a reload would GET an address that takes
+	// only POST, and lose what the customer typed).
+	Again *form
+}
+
+// form is a posted form to send again.
+type form struct {
+	Action string
+	Fields []field
+	Nonce  string // of the script that sends it
+}
+
+type field struct{ Name, Value string }
+
+// Bounds on the form a waiting page carries back: a login form is a few
+// fields of a few dozen bytes.
+const (
+	maxFormBytes  = 8 << 10
+	maxFormFields = 16
+)
+
+// resubmission returns the form of a POST the room holds back, so that the
+// waiting page can send it again when the customer's turn comes, or nil for
+// anything else (a GET reloads itself). The fields go back only to the
+// browser that sent them, in a page no cache may keep.
+func resubmission(req *http.Request) *form {
+	if req.Method != http.MethodPost || req.Body == nil {
+		return nil
+	}
+	ct := req.Header.Get("Content-Type")
+	if mt, _, _ := strings.Cut(ct, ";"); strings.TrimSpace(strings.ToLower(mt)) != "application/x-www-form-urlencoded" {
+		return nil
+	}
+	req.Body = http.MaxBytesReader(nil, req.Body, maxFormBytes)
+	if err := req.ParseForm(); err != nil || len(req.PostForm) > maxFormFields {
+		return nil
+	}
+	f := &form{Action: req.URL.Path, Nonce: newNonce()}
+	keys := make([]string, 0, len(req.PostForm))
+	for k := range req.PostForm {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range req.PostForm[k] {
+			f.Fields = append(f.Fields, field{k, v})
+		}
+	}
+	return f
+}
+
+func newNonce() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:]) // CSP allows - and _; html/template leaves them as they are
 }
 
 // text holds the page's words in one language.
@@ -161,6 +221,11 @@ type text struct {
 	refresh, refreshN, fullBody, fullBodyN string
 	// How a wait is said: under a minute, about one minute, about %d minutes.
 	underMinute, oneMinute, minutes string
+	// Continue labels the button that sends the held form again; resend and
+	// resendN say when the page does it by itself, and what to do without
+	// JavaScript.
+	Continue        string
+	resend, resendN string
 }
 
 // plural says n seconds with one, the sentence for one second, or many, the
@@ -202,6 +267,9 @@ var texts = map[string]text{
 		underMinute: "moins d'une minute",
 		oneMinute:   "environ 1 minute",
 		minutes:     "environ %d minutes",
+		Continue:    "Continuer",
+		resend:      "Votre connexion repart d'elle-même dans 1 seconde, sans rien ressaisir. Si rien ne se passe (JavaScript désactivé), appuyez sur « Continuer ».",
+		resendN:     "Votre connexion repart d'elle-même dans %d secondes, sans rien ressaisir. Si rien ne se passe (JavaScript désactivé), appuyez sur « Continuer ».",
 	},
 	"en": {
 		Lang:        "en",
@@ -219,18 +287,23 @@ var texts = map[string]text{
 		underMinute: "less than a minute",
 		oneMinute:   "about 1 minute",
 		minutes:     "about %d minutes",
+		Continue:    "Continue",
+		resend:      "Your sign-in carries on by itself in 1 second, with nothing to type again. If nothing happens (JavaScript off), press “Continue”.",
+		resendN:     "Your sign-in carries on by itself in %d seconds, with nothing to type again. If nothing happens (JavaScript off), press “Continue”.",
 	},
 }
 
-// pageTmpl is a single self-contained page: no script, no external asset,
-// so it costs one small response and works with JavaScript off. The refresh
-// reloads the same address; the cookie carries the ticket.
+// pageTmpl is a single self-contained page, no external asset. For a GET the
+// refresh reloads the same address (no script: it works with JavaScript off);
+// for a held POST the page carries the form back and a one-line script sends
+// it again when due, with a button for browsers without JavaScript. The
+// cookie carries the ticket either way.
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="{{.T.Lang}}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="{{.P.Poll}}">
+{{if not .P.Again}}<meta http-equiv="refresh" content="{{.P.Poll}}">{{end}}
 <title>{{.T.Title}}</title>
 <style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;color:#111;background:#fff}
 dl{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem}dt{font-weight:600}dd{margin:0}</style>
@@ -245,8 +318,14 @@ dl{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem}dt{font-weight:60
 <dt>{{.T.Position}}</dt><dd>{{.P.Position}}</dd>
 <dt>{{.T.Wait}}</dt><dd>{{.Wait}}</dd>
 </dl>
-<p>{{.Refresh}}</p>
+{{if not .P.Again}}<p>{{.Refresh}}</p>{{end}}
 <p>{{.T.Keep}}</p>
+{{end}}{{with .P.Again}}<form method="post" action="{{.Action}}" id="again">
+{{range .Fields}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">
+{{end}}<p>{{$.Resend}}</p>
+<button type="submit">{{$.T.Continue}}</button>
+</form>
+<script nonce="{{.Nonce}}">setTimeout(function(){document.getElementById("again").submit()},{{$.P.Poll}}*1000)</script>
 {{end}}</main>
 </body>
 </html>
@@ -256,10 +335,11 @@ func (r *Room) writePage(w http.ResponseWriter, lang string, p page) {
 	t := texts[lang]
 	var b bytes.Buffer
 	err := pageTmpl.Execute(&b, struct {
-		T                       text
-		P                       page
-		Wait, Refresh, FullBody string
-	}{t, p, t.waitFor(p.Wait), plural(p.Poll, t.refresh, t.refreshN), plural(p.Poll, t.fullBody, t.fullBodyN)})
+		T                               text
+		P                               page
+		Wait, Refresh, FullBody, Resend string
+	}{t, p, t.waitFor(p.Wait), plural(p.Poll, t.refresh, t.refreshN), plural(p.Poll, t.fullBody, t.fullBodyN),
+		plural(p.Poll, t.resend, t.resendN)})
 	if err != nil {
 		// The template is fixed and its data plain: this cannot happen, but a
 		// waiting client must still get an answer it can follow.
@@ -269,6 +349,15 @@ func (r *Room) writePage(w http.ResponseWriter, lang string, p page) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Language", lang)
+	// Nothing but this page's own style and, for a held form, its one
+	// script; the form goes back to this site only, and no other site may
+	// frame the page.
+	csp := "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	if p.Again != nil {
+		csp += "; script-src 'nonce-" + p.Again.Nonce + "'"
+	}
+	h.Set("Content-Security-Policy", csp)
+	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Content-Length", strconv.Itoa(b.Len()))
 	w.WriteHeader(http.StatusServiceUnavailable)
 	_, _ = w.Write(b.Bytes())

@@ -1,6 +1,7 @@
 package waitroom
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -31,5 +32,68 @@ func TestPageWording(t *testing.T) {
 				t.Errorf("page lacks %q:\n%s", c.want, body)
 			}
 		})
+	}
+}
+
+// TestHeldFormIsSentAgain: a browser whose login POST the room holds back
+// gets a page that sends the same form again when its turn is due (a reload
+// would GET a POST-only address: the customer got a raw 404 and lost their
+// place and what they had typed), with a button for browsers without
+// JavaScript; a held GET still reloads itself.
+func TestHeldFormIsSentAgain(t *testing.T) {
+	f := newFixture(t, 0.01, nil)
+	send := func(method, body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, "/login/password", strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+		req.Header.Set("Accept-Language", "fr-FR,fr;q=0.9")
+		rec := httptest.NewRecorder()
+		f.h.ServeHTTP(rec, req)
+		return rec
+	}
+	form := "id=ar_123&username=C00000042&password=p%26ss%22%3Cword"
+	var rec *httptest.ResponseRecorder
+	for range 50 {
+		if rec = send(http.MethodPost, form); rec.Code == http.StatusServiceUnavailable {
+			break
+		}
+	}
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("the room never held a login back: %d", rec.Code)
+	}
+	body := rec.Body.String()
+	for _, want := range []string{
+		`<form method="post" action="/login/password" id="again">`,
+		`<input type="hidden" name="id" value="ar_123">`,
+		`<input type="hidden" name="username" value="C00000042">`,
+		`<input type="hidden" name="password" value="p&amp;ss&#34;&lt;word">`,
+		`<button type="submit">Continuer</button>`,
+		"sans rien ressaisir",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("held page lacks %s:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, `http-equiv="refresh"`) {
+		t.Error("a held POST must not reload the page: the reload is a GET")
+	}
+	csp := rec.Header().Get("Content-Security-Policy")
+	i := strings.Index(csp, "'nonce-")
+	if i < 0 || !strings.Contains(csp, "form-action 'self'") {
+		t.Fatalf("Content-Security-Policy %q: want a script nonce and form-action 'self'", csp)
+	}
+	nonce := strings.TrimSuffix(csp[i+len("'nonce-"):], "'")
+	if !strings.Contains(body, `<script nonce="`+nonce+`">`) {
+		t.Errorf("the page's script does not carry the policy's nonce %q:\n%s", nonce, body)
+	}
+	if cc := rec.Header().Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control %q: a page carrying the form must not be kept", cc)
+	}
+
+	get := send(http.MethodGet, "")
+	if get.Code == http.StatusServiceUnavailable && !strings.Contains(get.Body.String(), `http-equiv="refresh"`) {
+		t.Errorf("a held GET lost its refresh:\n%s", get.Body)
 	}
 }
