@@ -138,17 +138,35 @@ func (a *Admins) Bootstrap(w io.Writer) error {
 		fmt.Fprintf(w, "rempart: ops API automation token (bearer) in %s\n", a.MachineTokenPath())
 	}
 	if a.Enrolled() > 0 {
+		// The first admin is in: a leftover token file is only a risk.
+		if err := os.Remove(a.EnrolTokenPath()); err != nil && !os.IsNotExist(err) {
+			return err
+		}
 		return nil
 	}
 	tok, exp, err := a.IssueEnrolToken()
 	if err != nil {
 		return err
 	}
+	// The token goes to a file only its owner can read, not to the output:
+	// start-up output ends in log collectors, where a token that makes an
+	// admin must not be.
+	if err := writeAtomic(a.EnrolTokenPath(), []byte(tok+"\n")); err != nil {
+		return fmt.Errorf("enrolment token: %w", err)
+	}
 	fmt.Fprintf(w, "rempart: no admin is enrolled yet. Enrol the first one with a FIDO2 security key or passkey at\n"+
-		"  %s/ops/admin/enrol\nwith this one-time token (valid until %s; `rempart admin enrol-token` issues a new one):\n  %s\n",
-		a.opts.Origins[0], exp.Format(time.RFC3339), tok)
+		"  %s/ops/admin/enrol\nwith the one-time token in %s (mode 0600, valid until %s;\n"+
+		"`rempart admin enrol-token` issues a new one)\n",
+		a.opts.Origins[0], a.EnrolTokenPath(), exp.Format(time.RFC3339))
 	return nil
 }
+
+// EnrolTokenPath is the file the first admin's enrolment token is written to.
+func (a *Admins) EnrolTokenPath() string { return filepath.Join(a.dir, enrolTokenFile) }
+
+// enrolTokenFile holds the first admin's one-time enrolment token until an
+// admin is enrolled.
+const enrolTokenFile = "enrol-token"
 
 // MachineTokenPath is the file holding the machine token.
 func (a *Admins) MachineTokenPath() string { return filepath.Join(a.dir, opsTokenFile) }

@@ -399,9 +399,19 @@ func TestBootstrap(t *testing.T) {
 	if err := e.a.Bootstrap(&out); err != nil {
 		t.Fatal(err)
 	}
-	tok := regexp.MustCompile(`enrol_[A-Za-z0-9_-]{43}`).FindString(out.String())
-	if tok == "" || !strings.Contains(out.String(), e.origin+PathEnrol) {
-		t.Fatalf("no token or URL in %q", out.String())
+	if regexp.MustCompile(`enrol_[A-Za-z0-9_-]{43}`).MatchString(out.String()) {
+		t.Fatalf("the enrolment token was printed (start-up output ends in logs): %q", out.String())
+	}
+	if !strings.Contains(out.String(), e.origin+PathEnrol) || !strings.Contains(out.String(), e.a.EnrolTokenPath()) {
+		t.Fatalf("no URL or token file in %q", out.String())
+	}
+	fi, err := os.Stat(e.a.EnrolTokenPath())
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("enrolment token file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	tok := regexp.MustCompile(`enrol_[A-Za-z0-9_-]{43}`).FindString(readFile(t, e.a.EnrolTokenPath()))
+	if tok == "" {
+		t.Fatal("no token in the enrolment token file")
 	}
 	if strings.Contains(out.String(), readFile(t, e.a.MachineTokenPath())) {
 		t.Fatal("the machine token was printed")
@@ -411,8 +421,11 @@ func TestBootstrap(t *testing.T) {
 	}
 	out.Reset()
 	e.a.Bootstrap(&out)
-	if strings.Contains(out.String(), "enrol_") {
-		t.Fatalf("a token was printed with an admin enrolled: %q", out.String())
+	if strings.Contains(out.String(), "enrol") {
+		t.Fatalf("enrolment offered with an admin enrolled: %q", out.String())
+	}
+	if _, err := os.Stat(e.a.EnrolTokenPath()); !os.IsNotExist(err) {
+		t.Fatalf("the enrolment token file outlived the first enrolment: %v", err)
 	}
 }
 
