@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"net/netip"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -18,27 +17,11 @@ import (
 // device-cookie hook reaches the provider once it exists.
 func (s *stack) buildScrubber() error {
 	cfg := s.cfg.Scrub
-	parse := func(field string, in []string) ([]netip.Prefix, error) {
-		var out []netip.Prefix
-		for i, p := range in {
-			pf, err := netip.ParsePrefix(p)
-			if err != nil {
-				return nil, fmt.Errorf("scrub.%s[%d]: %w", field, i, err)
-			}
-			out = append(out, pf)
-		}
-		return out, nil
-	}
-	trusted, err := parse("trusted_proxies", cfg.TrustedProxies)
-	if err != nil {
-		return err
-	}
 	opts := scrub.Options{
-		TrustedProxies: trusted,
-		LoginRoutes:    []string{identity.RouteLoginPassword, identity.RouteLoginOTP},
-		// The routes names of identityRoutes: the authorization request and
-		// the login page, where no account is named yet.
-		LoginStartRoutes: []string{"oidc-authorize", "login"},
+		// Parsed once, with the partners' trust (buildTrust runs first).
+		TrustedProxies:   s.trust.proxies,
+		LoginRoutes:      []string{identity.RouteLoginPassword, identity.RouteLoginOTP},
+		LoginStartRoutes: []string{routeAuthorize, routeLoginPage},
 		InsecureCookies:  true, // the default listener is plain HTTP on loopback
 		// A device cookie counts only for a login to its own account.
 		Device: func(r *http.Request) string {
@@ -68,6 +51,7 @@ func (s *stack) buildScrubber() error {
 		local := ratelimit.NewLocal(clock.System{}, ratelimit.LocalOptions{})
 		opts.Limiter = ratelimit.NewShared(ratelimit.NewRedis(rc, "rempart:scrub:"), local, clock.System{}, ratelimit.SharedOptions{})
 	}
+	var err error
 	if s.scrubber, err = scrub.New(opts); err != nil {
 		return err
 	}

@@ -25,6 +25,9 @@ type trust struct {
 	// routes lists, per route name, the partners that may call it.
 	routes map[string][]string
 	demo   *pki.Demo
+	// proxies are scrub.trusted_proxies: the balancers believed for a
+	// forwarded client address (the scrubber) and certificate (here).
+	proxies []netip.Prefix
 }
 
 // buildTrust loads or creates the certificates and builds the partner
@@ -33,12 +36,12 @@ type trust struct {
 // deployment does.
 func buildTrust(cfg *config.Config) (*trust, error) {
 	t := &trust{routes: map[string][]string{}}
-	proxies, err := prefixes(cfg.Scrub.TrustedProxies)
-	if err != nil {
-		return nil, fmt.Errorf("scrub.trusted_proxies: %w", err)
+	var err error
+	if t.proxies, err = prefixes("scrub.trusted_proxies", cfg.Scrub.TrustedProxies); err != nil {
+		return nil, err
 	}
 	trusted := func(a netip.Addr) bool {
-		return slices.ContainsFunc(proxies, func(p netip.Prefix) bool { return p.Contains(a) })
+		return slices.ContainsFunc(t.proxies, func(p netip.Prefix) bool { return p.Contains(a) })
 	}
 	certFile, keyFile, caFiles := cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFiles
 	if cfg.DemoPKI() {
@@ -95,12 +98,14 @@ func buildTrust(cfg *config.Config) (*trust, error) {
 	return t, nil
 }
 
-func prefixes(list []string) ([]netip.Prefix, error) {
+// prefixes parses a configured list of CIDR prefixes; an error names the
+// field and the entry.
+func prefixes(field string, list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, s := range list {
+	for i, s := range list {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s[%d]: %w", field, i, err)
 		}
 		out = append(out, p)
 	}

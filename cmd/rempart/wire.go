@@ -287,6 +287,13 @@ func (o outboxSender) Send(_ context.Context, phone, text string) error {
 // outboxStatusUpstream names the built-in handler of outbox status URLs.
 const outboxStatusUpstream = "outbox-status"
 
+// The routes where a login starts, before any account is named: the
+// scrubber lets a device cookie vouch for its holder there.
+const (
+	routeAuthorize = "oidc-authorize"
+	routeLoginPage = "login"
+)
+
 // identityRoutes are the provider's endpoints and their tiers: token refresh
 // and discovery are IMPORTANT (existing sessions keep working), new logins are
 // SHEDDABLE (they wait in line during a surge).
@@ -296,9 +303,9 @@ func identityRoutes() []config.Route {
 		{Name: "oidc-discovery", Match: "GET /.well-known/openid-configuration", Tier: "important", Upstream: up},
 		{Name: "oidc-keys", Match: "GET /keys", Tier: "important", Upstream: up},
 		{Name: "oidc-token", Match: "POST /oauth/token", Tier: "important", Upstream: up},
-		{Name: "oidc-authorize", Match: "/oauth/authorize", Tier: "sheddable", Upstream: up},
+		{Name: routeAuthorize, Match: "/oauth/authorize", Tier: "sheddable", Upstream: up},
 		{Name: "oidc-endpoints", Match: "/oauth/", Tier: "important", Upstream: up},
-		{Name: "login", Match: "GET /login", Tier: "sheddable", Upstream: up},
+		{Name: routeLoginPage, Match: "GET /login", Tier: "sheddable", Upstream: up},
 		{Name: identity.RouteLoginPassword, Match: "POST /login/password", Tier: "sheddable", Upstream: up},
 		{Name: identity.RouteLoginOTP, Match: "POST /login/otp", Tier: "sheddable", Upstream: up},
 		// Passkey login and registration: a signature check, not a
