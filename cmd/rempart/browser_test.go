@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -200,4 +202,46 @@ func (s *running) setCoreDown(t *testing.T, down bool) {
 	if res.StatusCode != 200 {
 		t.Fatalf("core fault: %d %s", res.StatusCode, b)
 	}
+}
+
+// TestBrowserSteppedLogin: after an attack has spent alice's unknown-device
+// budget, alice logs in from a browser the bank has never seen. The login
+// page does the proof of work itself while she types her password again,
+// keeps her customer ID, and lets her through; no step locks her out.
+func TestBrowserSteppedLogin(t *testing.T) {
+	b := browsertest.New(t)
+	cfg := config.Default()
+	cfg.Estate.Customers = 1000
+	s := startBrowserServe(t, cfg)
+	for i := range 5 {
+		if st, _ := s.startLogin(t, nil).post(t, "/login/password", url.Values{"username": {"alice"}, "password": {"guess-" + strconv.Itoa(i)}}); st != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d", i, st)
+		}
+	}
+	tab := b.Tab(t, "en-GB,en;q=0.9")
+	tab.Do(chromedp.Navigate(s.public+"/demo/"),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), "alice-demo-2025"),
+		chromedp.Submit(chromedp.ID("password")),
+		chromedp.WaitVisible(chromedp.ID("powstatus")))
+	if got := tab.Text("#err"); !strings.Contains(got, "short calculation") {
+		t.Errorf("stepped login says %q", got)
+	}
+	if got := browsertest.Run(tab, chromedp.Evaluate[string](`document.getElementById("username").value`)); got != "alice" {
+		t.Errorf("customer ID field holds %q after the challenge, want it kept", got)
+	}
+	tab.Shot("challenge")
+	tab.Until(`!document.getElementById("go").disabled`)
+	if got := tab.Text("#powstatus"); !strings.Contains(got, "Ready") {
+		t.Errorf("after the work the page says %q", got)
+	}
+	tab.Do(chromedp.SendKeys(chromedp.ID("password"), "alice-demo-2025"),
+		chromedp.Click(chromedp.ID("go")),
+		chromedp.WaitVisible(chromedp.ID("code")))
+	code := smsCodeRe.FindStringSubmatch(s.smsTo(t, "+33 6 12 34 56 78"))
+	tab.Do(chromedp.SendKeys(chromedp.ID("code"), code[1]), chromedp.Submit(chromedp.ID("code")))
+	tab.Until(`(document.getElementById("out")?.textContent ?? "").includes("access_token")`)
+	tab.Shot("token")
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"runtime"
@@ -200,7 +201,7 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 		DerivedCustomers: cfg.Estate.Customers, SMS: sms, Logger: s.log.With("component", "identity"),
 	}
 	if s.scrubber != nil {
-		icfg.Observer, icfg.Limiter = s.scrubber, s.scrubber
+		icfg.Observer, icfg.Limiter = s.scrubber, loginLimiter{s.scrubber}
 	}
 	s.identity, err = identity.New(ctx, icfg)
 	if err != nil {
@@ -284,6 +285,14 @@ func (o outboxSender) Send(_ context.Context, phone, text string) error {
 	return nil
 }
 
+// loginLimiter gives the identity provider the scrubber's login budgets.
+type loginLimiter struct{ *scrub.Scrubber }
+
+func (l loginLimiter) GateLogin(account string, client netip.Addr, device bool, solution string) identity.LoginGate {
+	v := l.Scrubber.GateLogin(account, client, device, solution)
+	return identity.LoginGate{Allowed: v.Allowed, RetryAfter: v.RetryAfter, Challenge: v.Challenge, Bits: v.Bits}
+}
+
 // outboxStatusUpstream names the built-in handler of outbox status URLs.
 const outboxStatusUpstream = "outbox-status"
 
@@ -308,6 +317,9 @@ func identityRoutes() []config.Route {
 		{Name: routeLoginPage, Match: "GET /login", Tier: "sheddable", Upstream: up},
 		{Name: identity.RouteLoginPassword, Match: "POST /login/password", Tier: "sheddable", Upstream: up},
 		{Name: identity.RouteLoginOTP, Match: "POST /login/otp", Tier: "sheddable", Upstream: up},
+		// A new SMS code, or the code instead of a passkey: an SMS, not a
+		// hash, bounded per login and per account by the provider.
+		{Name: "login-sms", Match: "POST /login/sms", Tier: "sheddable", Upstream: up},
 		// Passkey login and registration: a signature check, not a
 		// password hash, so not behind the waiting room.
 		{Name: "login-passkey", Match: "/login/passkey/", Tier: "sheddable", Upstream: up},

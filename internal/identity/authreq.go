@@ -53,6 +53,11 @@ type authRequest struct {
 	otpHash     [32]byte
 	otpExpiry   time.Time
 	otpAttempts int
+	// sentAt is when the last code was sent; resends counts the codes sent
+	// again on request (at most maxResends, resendEvery apart). Neither a
+	// resend nor its new code gives the wrong-code attempts back.
+	sentAt  time.Time
+	resends int
 
 	done     bool
 	subject  string
@@ -230,10 +235,15 @@ func (a *authRequest) checkOTP(code string) bool {
 	return subtle.ConstantTimeCompare(sum[:], a.otpHash[:]) == 1
 }
 
-func (a *authRequest) setOTP(code string, expiry time.Time) {
+func (a *authRequest) setOTP(code string, now, expiry time.Time) {
 	a.otpHash = sha256.Sum256([]byte(a.id + "\x00" + code))
-	a.otpExpiry = expiry
-	a.otpAttempts = 0
+	a.otpExpiry, a.sentAt = expiry, now
+}
+
+// passwordChecked starts the second step for u afresh.
+func (a *authRequest) passwordChecked(u users.User, device bool) {
+	a.user, a.device = &u, device
+	a.otpHash, a.otpAttempts, a.resends = [32]byte{}, 0, 0
 }
 
 func cloneStrings(s []string) []string { return slices.Clone(s) }

@@ -29,9 +29,31 @@ type LoginObserver interface {
 	ObserveLogin(route string, client netip.Addr, account string, ok, device bool)
 }
 
-// LoginLimiter may refuse a password attempt before it costs a hash, e.g.
-// the per-account throttle that a device cookie lets the owner bypass. A
-// refusal carries how long to wait.
+// LoginLimiter paces login attempts before they cost a password hash, a
+// code check or an SMS: the scrubber's credential-stuffing budgets, through
+// an adapter in the wiring.
 type LoginLimiter interface {
-	AllowLogin(account string, client netip.Addr, hasDeviceCookie bool) (bool, time.Duration)
+	// GateLogin decides on a password attempt for account from client;
+	// device tells whether it carries the account's device cookie, and
+	// solution is the browser's answer to an earlier challenge ("" if none).
+	GateLogin(account string, client netip.Addr, device bool, solution string) LoginGate
+	// AllowCode tells whether another SMS code may be checked for account.
+	AllowCode(account string, device bool) (bool, time.Duration)
+	// CodeFailed spends one wrong SMS code of account's.
+	CodeFailed(account string, device bool)
+	// AllowResend spends one resent SMS code of account's.
+	AllowResend(account string) (bool, time.Duration)
+}
+
+// LoginGate is a LoginLimiter's decision on a password attempt.
+type LoginGate struct {
+	// Allowed: check the password now.
+	Allowed bool
+	// RetryAfter, when not allowed, is how long to wait first.
+	RetryAfter time.Duration
+	// Challenge, when set, is a proof of work of Bits leading zero bits of
+	// SHA-256 (challenge + "." + counter) the login page solves and sends
+	// back, in the "pow" field, with the next attempt.
+	Challenge string
+	Bits      int
 }

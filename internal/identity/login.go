@@ -69,48 +69,70 @@ func pickLang(r *http.Request, uiLocale string) string {
 
 var messages = map[string]map[string]string{
 	"fr": {
-		"title":      "Connexion à votre banque",
-		"user":       "Identifiant client",
-		"password":   "Mot de passe",
-		"continue":   "Continuer",
-		"otp":        "Code reçu par SMS",
-		"otp_hint":   "Nous avons envoyé un code à 6 chiffres au %s.",
-		"verify":     "Valider",
-		"bad_creds":  "Identifiant ou mot de passe incorrect.",
-		"bad_otp":    "Code incorrect ou expiré.",
-		"too_many":   "Trop d'essais. Recommencez avec votre mot de passe.",
-		"throttled":  "Trop de tentatives pour ce compte. Réessayez dans %d secondes.",
-		"busy":       "Le service de connexion est très sollicité. Votre place est gardée : réessayez dans %d secondes. Les paiements par carte et les retraits restent disponibles.",
-		"expired":    "Cette demande de connexion a expiré. Retournez dans l'application pour recommencer.",
-		"sms":        "Code de connexion : %s. Ne le communiquez jamais, votre banque ne vous le demandera pas.",
-		"other_lang": "English",
-		"other_code": "en",
-		"skip":       "Aller au formulaire",
-		"logout_q":   "Vous déconnecter de votre banque sur ce navigateur ?",
-		"logout":     "Se déconnecter",
-		"logged_out": "Vous êtes déconnecté. Vous pouvez fermer cette page.",
+		"title":       "Connexion à votre banque",
+		"user":        "Identifiant client",
+		"password":    "Mot de passe",
+		"continue":    "Continuer",
+		"otp":         "Code reçu par SMS",
+		"otp_hint":    "Nous avons envoyé un code à 6 chiffres au %s.",
+		"verify":      "Valider",
+		"bad_creds":   "Identifiant ou mot de passe incorrect.",
+		"bad_otp":     "Code incorrect ou expiré.",
+		"too_many":    "Trop d'essais. Recommencez avec votre mot de passe.",
+		"throttled":   "Trop de tentatives pour ce compte. Réessayez dans %d secondes.",
+		"busy":        "Le service de connexion est très sollicité. Réessayez dans %d secondes : votre identifiant reste saisi. Les paiements par carte et les retraits restent disponibles.",
+		"stepped":     "Plusieurs mots de passe erronés ont été saisis pour ce compte depuis des appareils que nous ne connaissons pas. Pour le protéger, ce navigateur fait un court calcul avant que votre mot de passe soit vérifié : saisissez-le à nouveau pendant ce temps.",
+		"working":     "Calcul de sécurité en cours…",
+		"ready":       "Prêt : vous pouvez continuer.",
+		"waiting":     "Prêt dans %s secondes.",
+		"nojs":        "Cette étape demande JavaScript. Activez-le, ou connectez-vous depuis l'appareil que vous utilisez d'habitude ou depuis l'application de la banque.",
+		"nocrypto":    "Ce navigateur ne peut pas faire le calcul (il faut un navigateur récent et une connexion sécurisée). Utilisez l'application de la banque ou un autre navigateur.",
+		"code_capped": "Trop de codes erronés pour ce compte aujourd'hui. Connectez-vous depuis l'appareil que vous utilisez d'habitude, ou réessayez dans %d heures.",
+		"resend":      "Envoyer un nouveau code",
+		"resent":      "Un nouveau code a été envoyé.",
+		"resend_wait": "Un nouveau code pourra être envoyé dans %d secondes.",
+		"resend_max":  "Plus de nouveau code possible pour cette connexion. Recommencez avec votre mot de passe si le code n'arrive pas.",
+		"expired":     "Cette demande de connexion a expiré. Retournez dans l'application pour recommencer.",
+		"sms":         "Code de connexion : %s. Ne le communiquez jamais, votre banque ne vous le demandera pas.",
+		"other_lang":  "English",
+		"other_code":  "en",
+		"skip":        "Aller au formulaire",
+		"logout_q":    "Vous déconnecter de votre banque sur ce navigateur ?",
+		"logout":      "Se déconnecter",
+		"logged_out":  "Vous êtes déconnecté. Vous pouvez fermer cette page.",
 	},
 	"en": {
-		"title":      "Log in to your bank",
-		"user":       "Customer ID",
-		"password":   "Password",
-		"continue":   "Continue",
-		"otp":        "Code received by text message",
-		"otp_hint":   "We sent a 6-digit code to %s.",
-		"verify":     "Verify",
-		"bad_creds":  "Wrong customer ID or password.",
-		"bad_otp":    "Wrong or expired code.",
-		"too_many":   "Too many attempts. Start again with your password.",
-		"throttled":  "Too many attempts on this account. Try again in %d seconds.",
-		"busy":       "The login service is very busy. Your place is kept: try again in %d seconds. Card payments and cash withdrawals still work.",
-		"expired":    "This login request has expired. Go back to the app to start again.",
-		"sms":        "Login code: %s. Never share it; your bank will never ask for it.",
-		"other_lang": "Français",
-		"other_code": "fr",
-		"skip":       "Skip to the form",
-		"logout_q":   "Log out of your bank in this browser?",
-		"logout":     "Log out",
-		"logged_out": "You are logged out. You may close this page.",
+		"title":       "Log in to your bank",
+		"user":        "Customer ID",
+		"password":    "Password",
+		"continue":    "Continue",
+		"otp":         "Code received by text message",
+		"otp_hint":    "We sent a 6-digit code to %s.",
+		"verify":      "Verify",
+		"bad_creds":   "Wrong customer ID or password.",
+		"bad_otp":     "Wrong or expired code.",
+		"too_many":    "Too many attempts. Start again with your password.",
+		"throttled":   "Too many attempts on this account. Try again in %d seconds.",
+		"busy":        "The login service is very busy. Try again in %d seconds: your customer ID stays filled in. Card payments and cash withdrawals still work.",
+		"stepped":     "Several wrong passwords were typed for this account from devices we do not know. To protect it, this browser does a short calculation before your password is checked: type your password again meanwhile.",
+		"working":     "Security check in progress…",
+		"ready":       "Ready: you can continue.",
+		"waiting":     "Ready in %s seconds.",
+		"nojs":        "This step needs JavaScript. Turn it on, or log in from the device you usually use or from the bank's app.",
+		"nocrypto":    "This browser cannot do the calculation (it needs a recent browser and a secure connection). Use the bank's app or another browser.",
+		"code_capped": "Too many wrong codes for this account today. Log in from the device you usually use, or try again in %d hours.",
+		"resend":      "Send a new code",
+		"resent":      "A new code was sent.",
+		"resend_wait": "A new code can be sent in %d seconds.",
+		"resend_max":  "No more new codes for this login. Start again with your password if the code does not arrive.",
+		"expired":     "This login request has expired. Go back to the app to start again.",
+		"sms":         "Login code: %s. Never share it; your bank will never ask for it.",
+		"other_lang":  "Français",
+		"other_code":  "fr",
+		"skip":        "Skip to the form",
+		"logout_q":    "Log out of your bank in this browser?",
+		"logout":      "Log out",
+		"logged_out":  "You are logged out. You may close this page.",
 	},
 }
 
@@ -122,6 +144,13 @@ type pageData struct {
 	// the form may end up at (the app's post-logout redirect).
 	Hidden     map[string]string
 	FormAction string
+	// Challenge and Bits are a stepped login's proof of work, which the
+	// page's script solves into the "pow" field; Wait is how many seconds
+	// it keeps the button off afterwards. Nonce lets that script run.
+	Challenge  string
+	Bits, Wait int
+	Nonce      string
+	Info       string // a non-error notice, e.g. a new code was sent
 }
 
 var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
@@ -136,6 +165,7 @@ label{display:block;margin-top:1rem;font-weight:600}
 input{font-size:1.1rem;padding:.5rem;width:100%;box-sizing:border-box}
 button{margin-top:1.5rem;font-size:1.1rem;padding:.6rem 1.2rem}
 .error{color:#a00000;border-left:4px solid #a00000;padding-left:.5rem}
+button.link{background:none;border:none;color:#1a5fb4;text-decoration:underline;padding:0;font-size:1rem;margin-top:1rem;cursor:pointer}
 :focus{outline:3px solid #1a5fb4;outline-offset:2px}
 </style>
 </head>
@@ -145,6 +175,7 @@ button{margin-top:1.5rem;font-size:1.1rem;padding:.6rem 1.2rem}
 <h1>{{.T.title}}</h1>
 <p><a href="{{.OtherLink}}" lang="{{.T.other_code}}" hreflang="{{.T.other_code}}">{{.T.other_lang}}</a></p>
 {{if .Error}}<p class="error" role="alert" id="err">{{.Error}}</p>{{end}}
+{{if .Info}}<p role="status" id="info">{{.Info}}</p>{{end}}
 {{if eq .Step "password"}}
 <form method="post" action="/login/password">
 <input type="hidden" name="id" value="{{.ID}}">
@@ -153,16 +184,51 @@ button{margin-top:1.5rem;font-size:1.1rem;padding:.6rem 1.2rem}
 <input id="username" name="username" autocomplete="username" required value="{{.User}}"{{if .Error}} aria-describedby="err"{{end}}>
 <label for="password">{{.T.password}}</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">{{.T.continue}}</button>
+{{if .Challenge}}<input type="hidden" name="pow" id="pow" value="">
+<p id="powstatus" role="status" data-challenge="{{.Challenge}}" data-bits="{{.Bits}}" data-wait="{{.Wait}}"
+ data-ready="{{.T.ready}}" data-waiting="{{.T.waiting}}" data-nocrypto="{{.T.nocrypto}}">{{.T.working}}</p>
+<noscript><p>{{.T.nojs}}</p></noscript>
+{{end}}<button type="submit" id="go"{{if .Challenge}} disabled{{end}}>{{.T.continue}}</button>
 </form>
+{{if .Challenge}}<script nonce="{{.Nonce}}">
+(async function () {
+  var st = document.getElementById("powstatus"), btn = document.getElementById("go"), t0 = Date.now();
+  var ch = st.dataset.challenge, bits = +st.dataset.bits, wait = +st.dataset.wait;
+  if (!window.crypto || !crypto.subtle || !window.TextEncoder) { st.textContent = st.dataset.nocrypto; return; }
+  var enc = new TextEncoder(), whole = Math.floor(bits / 8), rest = bits % 8;
+  function enough(h) {
+    for (var i = 0; i < whole; i++) if (h[i] !== 0) return false;
+    return rest === 0 || (h[whole] >> (8 - rest)) === 0;
+  }
+  search: for (var base = 0; ; base += 512) {
+    var batch = [];
+    for (var j = 0; j < 512; j++) batch.push(crypto.subtle.digest("SHA-256", enc.encode(ch + "." + (base + j))));
+    var sums = await Promise.all(batch);
+    for (var k = 0; k < sums.length; k++) {
+      if (enough(new Uint8Array(sums[k]))) { document.getElementById("pow").value = ch + "." + (base + k); break search; }
+    }
+  }
+  function tick() {
+    var left = Math.ceil((t0 + wait * 1000 - Date.now()) / 1000);
+    if (left > 0) { st.textContent = st.dataset.waiting.replace("%s", left); setTimeout(tick, 1000); return; }
+    btn.disabled = false; st.textContent = st.dataset.ready;
+  }
+  tick();
+})();
+</script>{{end}}
 {{else if eq .Step "otp"}}
 <form method="post" action="/login/otp">
 <input type="hidden" name="id" value="{{.ID}}">
 <input type="hidden" name="lang" value="{{.Lang}}">
 <p id="hint">{{.Hint}}</p>
 <label for="code">{{.T.otp}}</label>
-<input id="code" name="code" inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code" required aria-describedby="hint">
+<input id="code" name="code" inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code" required aria-describedby="hint{{if .Error}} err{{end}}"{{if .Error}} aria-invalid="true"{{end}}>
 <button type="submit">{{.T.verify}}</button>
+</form>
+<form method="post" action="/login/sms">
+<input type="hidden" name="id" value="{{.ID}}">
+<input type="hidden" name="lang" value="{{.Lang}}">
+<button type="submit" class="link">{{.T.resend}}</button>
 </form>
 {{else if eq .Step "logout"}}
 <form method="post" action="/oauth/end_session">
@@ -189,9 +255,14 @@ func (p *Provider) render(w http.ResponseWriter, status int, d pageData) {
 	if d.FormAction != "" {
 		formAction += " " + d.FormAction
 	}
+	csp := "default-src 'none'; style-src 'unsafe-inline'; form-action " + formAction + "; frame-ancestors 'none'"
+	if d.Challenge != "" {
+		d.Nonce = randomID(16)
+		csp += "; script-src 'nonce-" + d.Nonce + "'"
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction+"; frame-ancestors 'none'")
+	w.Header().Set("Content-Security-Policy", csp)
 	w.Header().Set("X-Frame-Options", "DENY")
 	w.WriteHeader(status)
 	_ = loginTmpl.Execute(w, d)
@@ -358,11 +429,22 @@ func (p *Provider) loginPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.cfg.Limiter != nil {
-		if ok, wait := p.cfg.Limiter.AllowLogin(account, addr, device); !ok {
-			p.observe(RouteLoginPassword, addr, account, false, device)
-			secs := max(1, int(wait.Round(time.Second)/time.Second))
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			page.Error = fmt.Sprintf(t["throttled"], secs)
+		if g := p.cfg.Limiter.GateLogin(account, addr, device, r.FormValue("pow")); !g.Allowed {
+			// Not checked: no hash spent, nothing observed as a failure.
+			page.Challenge, page.Bits = g.Challenge, g.Bits
+			secs := 0
+			if g.RetryAfter > 0 {
+				secs = max(1, int((g.RetryAfter+time.Second-1)/time.Second))
+				w.Header().Set("Retry-After", strconv.Itoa(secs))
+			}
+			switch {
+			case g.Challenge != "":
+				// A stepped login: the page solves the challenge while the
+				// customer types the password again, then sends both.
+				page.Wait, page.Error = secs, t["stepped"]
+			default:
+				page.Error = fmt.Sprintf(t["throttled"], secs)
+			}
 			p.render(w, http.StatusTooManyRequests, page)
 			return
 		}
@@ -392,8 +474,7 @@ func (p *Provider) loginPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err = p.pending.update(a.id, func(s *authRequest) error {
-		uu := u
-		s.user, s.device = &uu, device
+		s.passwordChecked(u, device)
 		return nil
 	})
 	if err == nil {
@@ -410,7 +491,8 @@ func (p *Provider) loginPassword(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) sendOTP(r *http.Request, id string, u users.User, lang string) error {
 	code := newOTP()
 	err := p.pending.update(id, func(s *authRequest) error {
-		s.setOTP(code, p.cfg.Now().Add(p.cfg.OTPTTL))
+		now := p.cfg.Now()
+		s.setOTP(code, now, now.Add(p.cfg.OTPTTL))
 		return nil
 	})
 	if err != nil {
@@ -424,6 +506,65 @@ func (p *Provider) sendOTP(r *http.Request, id string, u users.User, lang string
 		p.log.WarnContext(r.Context(), "no SMS sender configured; login code dropped", slog.String("account", u.ID))
 	}
 	return nil
+}
+
+// Resending login codes: at most maxResends per login, resendEvery apart,
+// and the account's daily cap (LoginLimiter.AllowResend).
+const (
+	maxResends  = 3
+	resendEvery = 30 * time.Second
+)
+
+// resendOTP sends the login's code step a new code on the customer's
+// request, within the bounds above; the wrong-code attempts are not given
+// back.
+func (p *Provider) resendOTP(w http.ResponseWriter, r *http.Request, a *authRequest, u users.User, lang string) {
+	t := messages[lang]
+	page := pageData{Lang: lang, Step: "otp", ID: a.id, Hint: otpHint(lang, &u)}
+	now := p.cfg.Now()
+	var verdict string
+	var wait time.Duration
+	err := p.pending.update(a.id, func(s *authRequest) error {
+		switch {
+		case s.user == nil:
+			verdict = "restart"
+		case s.resends >= maxResends:
+			verdict = "max"
+		case now.Sub(s.sentAt) < resendEvery:
+			verdict, wait = "wait", resendEvery-now.Sub(s.sentAt)
+		default:
+			verdict = "send"
+			s.resends++
+			s.sentAt = now
+		}
+		return nil
+	})
+	if err != nil || verdict == "restart" {
+		p.expired(w, lang)
+		return
+	}
+	if verdict == "send" && p.cfg.Limiter != nil {
+		if ok, d := p.cfg.Limiter.AllowResend(u.ID); !ok {
+			verdict, wait = "capped", d
+		}
+	}
+	switch verdict {
+	case "send":
+		if err := p.sendOTP(r, a.id, u, lang); err != nil {
+			p.expired(w, lang)
+			return
+		}
+		page.Info = t["resent"]
+		p.render(w, http.StatusOK, page)
+	case "max", "capped":
+		page.Error = t["resend_max"]
+		p.render(w, http.StatusTooManyRequests, page)
+	default:
+		secs := max(1, int((wait+time.Second-1)/time.Second))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		page.Error = fmt.Sprintf(t["resend_wait"], secs)
+		p.render(w, http.StatusTooManyRequests, page)
+	}
 }
 
 func newOTP() string {
@@ -451,6 +592,16 @@ func (p *Provider) loginOTP(w http.ResponseWriter, r *http.Request) {
 	t := messages[lang]
 	addr := clientAddr(r)
 	code := strings.TrimSpace(r.FormValue("code"))
+	if p.cfg.Limiter != nil {
+		if ok, wait := p.cfg.Limiter.AllowCode(a.user.ID, a.device); !ok {
+			// The account's day of wrong codes is spent: not checked.
+			hours := max(1, int((wait+time.Hour-1)/time.Hour))
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(wait/time.Second))))
+			p.render(w, http.StatusTooManyRequests, pageData{Lang: lang, Step: "otp", ID: a.id,
+				Error: fmt.Sprintf(t["code_capped"], hours), Hint: otpHint(lang, a.user)})
+			return
+		}
+	}
 	var outcome string
 	var u users.User
 	var device bool
@@ -489,6 +640,9 @@ func (p *Provider) loginOTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case "wrong":
 		p.observe(RouteLoginOTP, addr, u.ID, false, device)
+		if p.cfg.Limiter != nil {
+			p.cfg.Limiter.CodeFailed(u.ID, device)
+		}
 		p.render(w, http.StatusUnauthorized, pageData{Lang: lang, Step: "otp", ID: a.id, Error: t["bad_otp"], Hint: otpHint(lang, &u)})
 		return
 	}

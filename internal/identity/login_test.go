@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -173,5 +174,62 @@ func TestBrowserSessionHashedAtRest(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !strings.Contains(body, `name="password"`) {
 			t.Fatalf("the store's record id as a cookie: %d %.200s", resp.StatusCode, body)
 		}
+	}
+}
+
+// TestResendCode: the code step's "send a new code" sends one at most every
+// 30 seconds and three times a login; the new code replaces the old, and a
+// resend gives no wrong-code attempts back.
+func TestResendCode(t *testing.T) {
+	e := newEnv(t)
+	b, id, _ := e.passwordStep(t, oauth2.GenerateVerifier())
+	first := e.sms.lastCode(t)
+	post := func(path string, v url.Values) (int, string) {
+		t.Helper()
+		v.Set("id", id)
+		resp, err := b.PostForm(e.issuer+path, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, readAll(t, resp)
+	}
+	if st, body := post("/login/sms", url.Values{"lang": {"en"}}); st != http.StatusTooManyRequests || !strings.Contains(body, "A new code can be sent in 30 seconds") {
+		t.Fatalf("resend at once: %d %s", st, body)
+	}
+	// Four wrong codes, then a resend: one attempt is left, not five.
+	for range 4 {
+		if st, _ := post("/login/otp", url.Values{"code": {"000000"}}); st != http.StatusUnauthorized {
+			t.Fatalf("wrong code: %d", st)
+		}
+	}
+	e.clock.Add(31 * time.Second)
+	if st, body := post("/login/sms", url.Values{"lang": {"en"}}); st != http.StatusOK || !strings.Contains(body, "A new code was sent.") || !strings.Contains(body, `name="code"`) {
+		t.Fatalf("resend after 31 s: %d %s", st, body)
+	}
+	second := e.sms.lastCode(t)
+	if second == first {
+		t.Skip("the new code happens to equal the old one (one in a million)")
+	}
+	if st, _ := post("/login/otp", url.Values{"code": {first}}); st != http.StatusUnauthorized {
+		t.Fatalf("the replaced code still works: %d", st)
+	}
+	if st, body := post("/login/otp", url.Values{"code": {second}}); st != http.StatusUnauthorized || !strings.Contains(body, `name="password"`) {
+		t.Fatalf("sixth attempt after a resend: %d, want the login restarted at the password", st)
+	}
+
+	// Three resends a login, then none.
+	b, id, _ = e.passwordStep(t, oauth2.GenerateVerifier())
+	for i := range 3 {
+		e.clock.Add(31 * time.Second)
+		if st, body := post("/login/sms", url.Values{}); st != http.StatusOK {
+			t.Fatalf("resend %d: %d %s", i+1, st, body)
+		}
+	}
+	e.clock.Add(31 * time.Second)
+	if st, body := post("/login/sms", url.Values{"lang": {"en"}}); st != http.StatusTooManyRequests || !strings.Contains(body, "No more new codes") {
+		t.Fatalf("fourth resend: %d %s", st, body)
+	}
+	if st, _ := post("/login/otp", url.Values{"code": {e.sms.lastCode(t)}}); st != http.StatusSeeOther && st != http.StatusFound {
+		t.Fatalf("the last code sent does not log in: %d", st)
 	}
 }

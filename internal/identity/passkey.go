@@ -237,9 +237,7 @@ func (p *Provider) offerPasskey(w http.ResponseWriter, r *http.Request, a *authR
 		return false
 	}
 	err := p.pending.update(a.id, func(s *authRequest) error {
-		uu := u
-		s.user, s.device = &uu, device
-		s.otpHash = [32]byte{} // no code is valid until one is sent
+		s.passwordChecked(u, device) // no code is valid until one is sent
 		return nil
 	})
 	if err != nil {
@@ -399,25 +397,30 @@ func maps(m map[string]*passkeyUser) map[string]*passkeyUser {
 func (p *Provider) loginSMS(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	a, ok := p.checkFlow(r)
-	if !ok || a.user == nil || p.passkeys == nil {
+	if !ok || a.user == nil {
 		p.expired(w, pickLang(r, ""))
 		return
 	}
 	lang := pickLang(r, a.lang)
-	k := p.passkeys
-	k.mu.Lock()
-	c := k.logins[a.id]
-	first := c != nil && !c.smsSent
-	if first {
-		c.smsSent = true
-	}
-	k.mu.Unlock()
 	u := *a.user
-	if first {
-		if err := p.sendOTP(r, a.id, u, lang); err != nil {
-			p.expired(w, lang)
-			return
+	first := false
+	if k := p.passkeys; k != nil {
+		k.mu.Lock()
+		c := k.logins[a.id]
+		first = c != nil && !c.smsSent
+		if first {
+			c.smsSent = true
 		}
+		k.mu.Unlock()
+	}
+	if !first {
+		// The code step's "send a new code".
+		p.resendOTP(w, r, a, u, lang)
+		return
+	}
+	if err := p.sendOTP(r, a.id, u, lang); err != nil {
+		p.expired(w, lang)
+		return
 	}
 	p.render(w, http.StatusOK, pageData{Lang: lang, Step: "otp", ID: a.id, Hint: otpHint(lang, &u)})
 }

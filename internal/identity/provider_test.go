@@ -94,9 +94,12 @@ func TestLoginPageLanguage(t *testing.T) {
 // there, like the scrubber's per-account throttle under attack.
 type throttle struct{}
 
-func (throttle) AllowLogin(_ string, _ netip.Addr, device bool) (bool, time.Duration) {
-	return device, 42 * time.Second
+func (throttle) GateLogin(_ string, _ netip.Addr, device bool, _ string) LoginGate {
+	return LoginGate{Allowed: device, RetryAfter: 42 * time.Second}
 }
+func (throttle) AllowCode(string, bool) (bool, time.Duration) { return true, 0 }
+func (throttle) CodeFailed(string, bool)                      {}
+func (throttle) AllowResend(string) (bool, time.Duration)     { return true, 0 }
 
 func TestDeviceCookieBypassesThrottle(t *testing.T) {
 	e := newEnv(t)

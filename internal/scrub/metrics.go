@@ -59,7 +59,7 @@ func newMetrics(s *Scrubber, reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rempart_scrub_logins_total",
-			Help: "Login outcomes seen by the credential-stuffing defence: success, failure, throttled_account, throttled_address, throttled_device.",
+			Help: "Login outcomes seen by the credential-stuffing defence: success, failure, throttled_account (refused, before stepped logins), throttled_address, throttled_device, challenged_account (a stepped login's challenge issued), stepped (a solved one let through), bad_solution, throttled_turn, throttled_code, throttled_resend.",
 		}, []string{"outcome"}),
 	}
 	if reg == nil {

@@ -157,6 +157,35 @@ type LoginLimits struct {
 	// Address is the failure budget of an address for devices without a
 	// device cookie (default 20, one back every 30 seconds).
 	Address ratelimit.Limit
+
+	// Once an account's unknown-device budget is spent (five failures in a
+	// row, PSD2's limit), its password is no longer checked for a browser
+	// without a device cookie on demand: each attempt must carry a proof of
+	// work bound to the account and the browser's network, and takes a
+	// turn. Nobody is locked out; every guess costs more than the last.
+	//
+	// Stepped counts the failures made that way (default 6, one back every
+	// 3 minutes); each one adds a bit to the next challenge, from StepBits
+	// (default 16, about 65,000 hashes: a second or two in a browser) to
+	// StepMaxBits (default PoW.MaxBits).
+	Stepped     ratelimit.Limit
+	StepBits    int
+	StepMaxBits int
+	// Turn paces stepped attempts per account and network prefix (default
+	// one every 30 seconds): an attacker's networks do not spend the turns
+	// of the owner's.
+	Turn ratelimit.Limit
+
+	// Codes caps the wrong SMS codes an account takes a day from browsers
+	// without its device cookie (default 10); DeviceCodes is the device
+	// holders' own cap (default 10). Past it the code step answers "try
+	// later" instead of checking: six digits are not guessed at 10 a day.
+	Codes       ratelimit.Limit
+	DeviceCodes ratelimit.Limit
+	// Resends caps the login codes sent again (not a login's first code)
+	// to an account's phone a day (default 10), so a known password does
+	// not turn into an SMS flood on the customer's phone.
+	Resends ratelimit.Limit
 }
 
 // Detection holds the thresholds of the route states. Zero fields take the
@@ -243,6 +272,12 @@ func (o *Options) setDefaults() error {
 	defLimit(&o.Login.Account, ratelimit.Limit{Rate: 1.0 / 180, Burst: 5})
 	defLimit(&o.Login.Device, ratelimit.Limit{Rate: 1.0 / 60, Burst: 10})
 	defLimit(&o.Login.Address, ratelimit.Limit{Rate: 1.0 / 30, Burst: 20})
+	defLimit(&o.Login.Stepped, ratelimit.Limit{Rate: 1.0 / 180, Burst: 6})
+	defLimit(&o.Login.Turn, ratelimit.Limit{Rate: 1.0 / 30, Burst: 1})
+	const day = 24 * 60 * 60
+	defLimit(&o.Login.Codes, ratelimit.Limit{Rate: 10.0 / day, Burst: 10})
+	defLimit(&o.Login.DeviceCodes, ratelimit.Limit{Rate: 10.0 / day, Burst: 10})
+	defLimit(&o.Login.Resends, ratelimit.Limit{Rate: 10.0 / day, Burst: 10})
 	defFloat(&o.NormalFactor, 4)
 	d := &o.Detection
 	defFloat(&d.SurgeFactor, 3)
@@ -268,6 +303,13 @@ func (o *Options) setDefaults() error {
 	if o.PoW.MaxBits <= 0 {
 		o.PoW.MaxBits = 20
 	}
+	if o.Login.StepBits <= 0 {
+		o.Login.StepBits = 16
+	}
+	if o.Login.StepMaxBits <= 0 {
+		o.Login.StepMaxBits = o.PoW.MaxBits
+	}
+	o.Login.StepMaxBits = max(o.Login.StepMaxBits, o.Login.StepBits)
 	if o.PoW.BaseBits > pow.MaxBits || o.PoW.MaxBits > pow.MaxBits || o.PoW.BaseBits > o.PoW.MaxBits {
 		return fmt.Errorf("scrub: pow bits %d..%d: want 1 <= base <= max <= %d", o.PoW.BaseBits, o.PoW.MaxBits, pow.MaxBits)
 	}

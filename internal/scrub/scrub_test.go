@@ -475,8 +475,8 @@ func TestLoginThrottling(t *testing.T) {
 	if ok, _ := s.AllowLogin("fresh-account", addr, false); ok {
 		t.Fatal("address with 20 failures across accounts not throttled")
 	}
-	if got := counterValue(t, s.metrics.logins.WithLabelValues("throttled_account")); got < 1 {
-		t.Fatalf("throttled_account counter %v", got)
+	if got := counterValue(t, s.metrics.logins.WithLabelValues("challenged_account")); got < 1 {
+		t.Fatalf("challenged_account counter %v", got)
 	}
 }
 

@@ -32,6 +32,10 @@ var (
 // passed off as the other.
 const (
 	macChallenge = "rempart-pow\x00"
+	// macLogin signs the challenges of one account's stepped logins: the
+	// account is part of what is signed, so a solution spends only the
+	// account it was issued for.
+	macLogin     = "rempart-login-pow\x00"
 	macClearance = "rempart-clearance\x00"
 )
 
@@ -67,15 +71,27 @@ func (s *signer) sum(out *[sha256.Size]byte, parts ...[]byte) {
 
 // issueChallenge returns a fresh challenge for a client of prefix p.
 func (s *Scrubber) issueChallenge(p netip.Prefix, bits int, now time.Time) pow.Challenge {
+	return s.issueBound(p, bits, now, []byte(macChallenge))
+}
+
+// issueBound returns a fresh challenge whose signature covers domain (the
+// kind of challenge and what else it is bound to) besides its payload.
+func (s *Scrubber) issueBound(p netip.Prefix, bits int, now time.Time, domain []byte) pow.Challenge {
 	c := pow.Challenge{Bits: bits, Expires: now.Add(s.opts.ChallengeTTL).Unix(), Prefix: p}
 	rand.Read(c.Nonce[:])
-	s.sign.sum(&c.MAC, []byte(macChallenge), []byte(c.Payload()))
+	s.sign.sum(&c.MAC, domain, []byte(c.Payload()))
 	return c
 }
 
 // verifySolution checks a solution token for a client of prefix p: format,
 // expiry, binding, signature, work, then that it was not used before.
 func (s *Scrubber) verifySolution(sol string, p netip.Prefix, now time.Time) (pow.Challenge, error) {
+	return s.verifyBound(sol, p, now, []byte(macChallenge))
+}
+
+// verifyBound checks a solution to a challenge issued by issueBound with
+// the same domain.
+func (s *Scrubber) verifyBound(sol string, p netip.Prefix, now time.Time, domain []byte) (pow.Challenge, error) {
 	chs, _, err := pow.ParseSolution(sol)
 	if err != nil {
 		return pow.Challenge{}, errMalformed
@@ -91,7 +107,7 @@ func (s *Scrubber) verifySolution(sol string, p netip.Prefix, now time.Time) (po
 		return c, errPrefix
 	}
 	var mac [sha256.Size]byte
-	s.sign.sum(&mac, []byte(macChallenge), []byte(chs[:strings.LastIndexByte(chs, '.')]))
+	s.sign.sum(&mac, domain, []byte(chs[:strings.LastIndexByte(chs, '.')]))
 	if !hmac.Equal(mac[:], c.MAC[:]) {
 		return c, errMAC
 	}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"html"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rempart/rempart/internal/config"
+	"github.com/rempart/rempart/internal/scrub/pow"
+)
+
+// loginFlow is one browser's login in progress against serve.
+type loginFlow struct {
+	s  *running
+	b  *http.Client
+	id string
+}
+
+var browsers atomic.Int32
+
+// startLogin opens a login in browser b (a fresh one when nil), with
+// prompt=login when the browser has a session to ignore.
+func (s *running) startLogin(t *testing.T, b *http.Client) *loginFlow {
+	t.Helper()
+	if b == nil {
+		// Each new browser comes from its own loopback address, as
+		// customers and bots do from theirs.
+		n := browsers.Add(1)
+		src := &net.TCPAddr{IP: net.IPv4(127, 77, byte(n/250), byte(n%250+1))}
+		tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: src}).DialContext}
+		jar, _ := cookiejar.New(nil)
+		b = &http.Client{Jar: jar, Transport: tr,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	var raw [32]byte
+	rand.Read(raw[:])
+	sum := sha256.Sum256([]byte(base64.RawURLEncoding.EncodeToString(raw[:])))
+	q := url.Values{"client_id": {"rempart-demo-app"}, "response_type": {"code"}, "scope": {"openid accounts"},
+		"redirect_uri": {"http://127.0.0.1/callback"}, "state": {"s"},
+		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
+	if b.Jar != nil {
+		if u, _ := url.Parse(s.public); len(b.Jar.Cookies(u)) > 0 {
+			q.Set("prompt", "login")
+		}
+	}
+	resp, err := b.Get(s.public + "/oauth/authorize?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loc, err := resp.Location(); err == nil && strings.HasPrefix(loc.Path, "/login") {
+		if resp, err = b.Get(s.public + loc.RequestURI()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body := readBody(t, resp)
+	m := loginIDRe.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no login form: %d %s", resp.StatusCode, body)
+	}
+	return &loginFlow{s: s, b: b, id: m[1]}
+}
+
+func (f *loginFlow) post(t *testing.T, path string, v url.Values) (int, string) {
+	t.Helper()
+	v.Set("id", f.id)
+	v.Set("lang", "en")
+	resp, err := f.b.PostForm(f.s.public+path, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, readBody(t, resp)
+}
+
+var challengeRe = regexp.MustCompile(`data-challenge="([^"]+)" data-bits="(\d+)"`)
+
+// TestOwnerNotLockedOut performs, against serve on its defaults, a
+// password-guessing attack on alice's account, then logs alice in from a
+// browser that has never seen the bank: she is asked for a proof of work,
+// not locked out, and gets in with it. An attacker who knows her password
+// cannot go on guessing SMS codes past the day's cap, while her own device
+// still can log in.
+func TestOwnerNotLockedOut(t *testing.T) {
+	cfg := config.Default()
+	cfg.Estate.Customers = 1000
+	s := startServe(t, cfg)
+
+	for i := range 5 {
+		if st, body := s.startLogin(t, nil).post(t, "/login/password", url.Values{"username": {"alice"}, "password": {"guess-" + string(rune('a'+i))}}); st != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d %.200s", i, st, body)
+		}
+	}
+	// The sixth guess is not checked without work: a challenge, no hash.
+	st, body := s.startLogin(t, nil).post(t, "/login/password", url.Values{"username": {"alice"}, "password": {"guess-f"}})
+	if st != http.StatusTooManyRequests || !challengeRe.MatchString(body) {
+		t.Fatalf("sixth guess: %d %.300s, want a challenge", st, body)
+	}
+	// A made-up solution is no solution.
+	st, body = s.startLogin(t, nil).post(t, "/login/password", url.Values{"username": {"alice"}, "password": {"guess-g"}, "pow": {"1.16.0.AAAA.AAAA.AAAA.0"}})
+	if st != http.StatusTooManyRequests || !challengeRe.MatchString(body) {
+		t.Fatalf("forged solution: %d %.300s", st, body)
+	}
+
+	// Alice, from a new browser: the page asks for work and keeps her ID.
+	owner := s.startLogin(t, nil)
+	st, body = owner.post(t, "/login/password", url.Values{"username": {"alice"}, "password": {"alice-demo-2025"}})
+	m := challengeRe.FindStringSubmatch(body)
+	if st != http.StatusTooManyRequests || m == nil || !strings.Contains(body, `value="alice"`) || !strings.Contains(body, "short calculation") {
+		t.Fatalf("owner after the attack: %d %.400s", st, body)
+	}
+	sol, err := pow.Solve(context.Background(), html.UnescapeString(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, body = owner.post(t, "/login/password", url.Values{"username": {"alice"}, "password": {"alice-demo-2025"}, "pow": {sol}})
+	if st != http.StatusOK || !strings.Contains(body, `name="code"`) {
+		t.Fatalf("owner with the work done: %d %.300s", st, body)
+	}
+	code := smsCodeRe.FindStringSubmatch(s.smsTo(t, "+33 6 12 34 56 78"))[1]
+	if st, _ = owner.post(t, "/login/otp", url.Values{"code": {code}}); st != http.StatusSeeOther {
+		t.Fatalf("owner's code: %d", st)
+	}
+	// The solution was spent.
+	if st, _ = s.startLogin(t, nil).post(t, "/login/password", url.Values{"username": {"alice"}, "password": {"alice-demo-2025"}, "pow": {sol}}); st == http.StatusOK {
+		t.Fatal("a spent solution let a second login in")
+	}
+
+	// Bruno's password is known to an attacker, who guesses SMS codes from
+	// browsers without bruno's device cookie; the day's ten are all it
+	// gets. Bruno logged in from his phone the day before.
+	phone := s.startLogin(t, nil)
+	phone.password(t, "bruno", "bruno-demo-2025")
+	if st, _ := phone.post(t, "/login/otp", url.Values{"code": {s.code(t, brunoPhone)}}); st != http.StatusSeeOther {
+		t.Fatalf("bruno's own login: %d", st)
+	}
+	for _, wrong := range []int{4, 4, 2} {
+		f := s.startLogin(t, nil)
+		f.password(t, "bruno", "bruno-demo-2025")
+		for range wrong {
+			if st, _ := f.post(t, "/login/otp", url.Values{"code": {"000000"}}); st != http.StatusUnauthorized {
+				t.Fatalf("wrong code: %d", st)
+			}
+		}
+		if wrong == 2 {
+			// The eleventh code of the day is not checked, even the right one.
+			st, body := f.post(t, "/login/otp", url.Values{"code": {s.code(t, brunoPhone)}})
+			if st != http.StatusTooManyRequests || !strings.Contains(body, "Too many wrong codes") {
+				t.Fatalf("eleventh code of the day: %d %.300s, want it not checked", st, body)
+			}
+		}
+	}
+	// Bruno's phone has its own day.
+	again := s.startLogin(t, phone.b)
+	again.password(t, "bruno", "bruno-demo-2025")
+	if st, body := again.post(t, "/login/otp", url.Values{"code": {s.code(t, brunoPhone)}}); st != http.StatusSeeOther {
+		t.Fatalf("bruno's phone after the attack: %d %.300s", st, body)
+	}
+}
+
+const brunoPhone = "+33 6 23 45 67 89"
+
+// code is the newest login code sent to phone.
+func (s *running) code(t *testing.T, phone string) string {
+	t.Helper()
+	return smsCodeRe.FindStringSubmatch(s.smsTo(t, phone))[1]
+}
+
+// password sends the password step, doing the work when challenged.
+func (f *loginFlow) password(t *testing.T, user, password string) {
+	t.Helper()
+	v := url.Values{"username": {user}, "password": {password}}
+	st, body := f.post(t, "/login/password", v)
+	if m := challengeRe.FindStringSubmatch(body); st == http.StatusTooManyRequests && m != nil {
+		sol, err := pow.Solve(context.Background(), html.UnescapeString(m[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.Set("pow", sol)
+		st, body = f.post(t, "/login/password", v)
+	}
+	if st != http.StatusOK || !strings.Contains(body, `name="code"`) {
+		t.Fatalf("%s's password: %d %.300s", user, st, body)
+	}
+}
