@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -41,6 +42,13 @@ type authRequest struct {
 	maxAge      time.Duration
 	hasMaxAge   bool
 	hintSubject string
+
+	// source and prefix are the client's address (IPv6: its /64) and
+	// network (/24, /48), for the pending table's per-source bounds;
+	// shown is set once the login page was served for the request.
+	source netip.Prefix
+	prefix netip.Prefix
+	shown  bool
 
 	// flow binds the login to the browser that started it: the hash of the
 	// flow cookie set on its answer to /oauth/authorize, so nobody else can
@@ -108,15 +116,36 @@ var (
 )
 
 // pendingTTL is how long a login may take from the authorization request to
-// the code exchange; codes die with their request.
-const pendingTTL = 10 * time.Minute
+// the code exchange; codes die with their request. unshownTTL is how long
+// an authorization request lives before its login page is served: a
+// browser follows the redirect at once, a script filling the table does not.
+const (
+	pendingTTL = 10 * time.Minute
+	unshownTTL = time.Minute
+)
+
+// PendingLimits bound the logins in progress: Max in all, PerSource per
+// client address (IPv6: per /64), PerPrefix per /24 (IPv6: /48). Defaults
+// 100,000, 64 and 1,024: a company's NAT gets sixty-four logins at once, a
+// botnet needs a hundred networks to fill the table, and when it is full a
+// new login evicts the oldest one nobody has typed a right password into.
+type PendingLimits struct {
+	Max, PerSource, PerPrefix int
+}
 
 // pending holds logins in progress and their codes.
 type pending struct {
-	now  func() time.Time
-	max  int
-	mu   sync.Mutex
-	reqs map[string]*authRequest
+	now func() time.Time
+	lim PendingLimits
+	mu  sync.Mutex
+	// reqs by id; sources and prefixes count them per client address and
+	// network; unshown and shown list ids in creation and showing order,
+	// the eviction candidates (stale ids are skipped and dropped).
+	reqs     map[string]*authRequest
+	sources  map[netip.Prefix]int
+	prefixes map[netip.Prefix]int
+	unshown  []string
+	shown    []string
 	// codes maps a live code to its request; used maps a spent code to the
 	// grant its exchange created, until the request would have expired.
 	codes map[string]string
@@ -129,30 +158,98 @@ type usedCode struct {
 	expires time.Time
 }
 
-func newPending(now func() time.Time, max int) *pending {
-	return &pending{now: now, max: max, reqs: map[string]*authRequest{}, codes: map[string]string{}, used: map[string]usedCode{}}
+func newPending(now func() time.Time, lim PendingLimits) *pending {
+	return &pending{now: now, lim: lim, reqs: map[string]*authRequest{},
+		sources: map[netip.Prefix]int{}, prefixes: map[netip.Prefix]int{},
+		codes: map[string]string{}, used: map[string]usedCode{}}
+}
+
+// live reports whether a is within its time to live at now.
+func (a *authRequest) live(now time.Time) bool {
+	ttl := pendingTTL
+	if !a.shown {
+		ttl = unshownTTL
+	}
+	return now.Sub(a.created) <= ttl
 }
 
 func (p *pending) add(a *authRequest) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.adds++
-	if p.adds%256 == 0 || len(p.reqs) >= p.max {
+	if p.adds%256 == 0 || len(p.reqs) >= p.lim.Max {
 		p.sweep()
 	}
-	if len(p.reqs) >= p.max {
+	if a.source.IsValid() && p.sources[a.source] >= p.lim.PerSource ||
+		a.prefix.IsValid() && p.prefixes[a.prefix] >= p.lim.PerPrefix {
+		return errTooManyLogins
+	}
+	if len(p.reqs) >= p.lim.Max && !p.evict() {
 		return errTooManyLogins
 	}
 	p.reqs[a.id] = a
+	p.sources[a.source]++
+	p.prefixes[a.prefix]++
+	p.unshown = append(p.unshown, a.id)
 	return nil
+}
+
+// show marks the request's login page served: it lives pendingTTL from its
+// creation instead of unshownTTL.
+func (p *pending) show(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if a, ok := p.reqs[id]; ok && !a.shown && a.live(p.now()) {
+		a.shown = true
+		p.shown = append(p.shown, id)
+	}
+}
+
+// evict drops the oldest request whose page was never served, or else the
+// oldest nobody has typed a right password into; false when every request
+// in the table is a customer past the password. The caller holds mu.
+func (p *pending) evict() bool {
+	for _, q := range []*[]string{&p.unshown, &p.shown} {
+		for len(*q) > 0 {
+			id := (*q)[0]
+			*q = (*q)[1:]
+			a, ok := p.reqs[id]
+			if !ok || q == &p.unshown && a.shown {
+				continue // gone, or moved to the shown list
+			}
+			if a.user != nil || a.done {
+				continue // a customer past the password is never evicted
+			}
+			p.drop(id)
+			return true
+		}
+	}
+	return false
+}
+
+// drop deletes a request and its counts; the caller holds mu.
+func (p *pending) drop(id string) {
+	a, ok := p.reqs[id]
+	if !ok {
+		return
+	}
+	delete(p.reqs, id)
+	for _, c := range []struct {
+		m map[netip.Prefix]int
+		k netip.Prefix
+	}{{p.sources, a.source}, {p.prefixes, a.prefix}} {
+		if c.m[c.k]--; c.m[c.k] <= 0 {
+			delete(c.m, c.k)
+		}
+	}
 }
 
 // sweep drops expired entries; the caller holds mu.
 func (p *pending) sweep() {
 	now := p.now()
 	for id, a := range p.reqs {
-		if now.Sub(a.created) > pendingTTL {
-			delete(p.reqs, id)
+		if !a.live(now) {
+			p.drop(id)
 		}
 	}
 	for c, id := range p.codes {
@@ -165,6 +262,16 @@ func (p *pending) sweep() {
 			delete(p.used, c)
 		}
 	}
+	keep := func(q []string, shown bool) []string {
+		out := q[:0]
+		for _, id := range q {
+			if a, ok := p.reqs[id]; ok && a.shown == shown {
+				out = append(out, id)
+			}
+		}
+		return slices.Clip(out)
+	}
+	p.unshown, p.shown = keep(p.unshown, false), keep(p.shown, true)
 }
 
 // get returns a copy of the request, safe to hand to op.
@@ -172,7 +279,7 @@ func (p *pending) get(id string) (*authRequest, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	a, ok := p.reqs[id]
-	if !ok || p.now().Sub(a.created) > pendingTTL {
+	if !ok || !a.live(p.now()) {
 		return nil, errUnknownRequest
 	}
 	c := *a
@@ -184,7 +291,7 @@ func (p *pending) update(id string, f func(a *authRequest) error) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	a, ok := p.reqs[id]
-	if !ok || p.now().Sub(a.created) > pendingTTL {
+	if !ok || !a.live(p.now()) {
 		return errUnknownRequest
 	}
 	return f(a)
@@ -225,7 +332,7 @@ func (p *pending) redeem(code string) (*authRequest, string, error) {
 
 func (p *pending) remove(id string) {
 	p.mu.Lock()
-	delete(p.reqs, id)
+	p.drop(id)
 	p.mu.Unlock()
 }
 

@@ -84,9 +84,11 @@ type Config struct {
 	// VerifierCacheSize bounds the verified-token cache (entries). Default
 	// 100,000; negative disables it.
 	VerifierCacheSize int
-	// MaxPendingLogins bounds logins in progress held in memory. Default
-	// 100,000; beyond it new authorization requests are refused.
-	MaxPendingLogins int
+	// MaxPendingLogins bounds logins in progress held in memory (default
+	// 100,000), MaxPendingPerSource those of one client address or IPv6 /64
+	// (default 64) and MaxPendingPerPrefix those of one /24 or /48 (default
+	// 1,024); see PendingLimits.
+	MaxPendingLogins, MaxPendingPerSource, MaxPendingPerPrefix int
 	// Now tells the time; nil means time.Now.
 	Now func() time.Time
 }
@@ -124,6 +126,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxPendingLogins <= 0 {
 		c.MaxPendingLogins = 100_000
+	}
+	if c.MaxPendingPerSource <= 0 {
+		c.MaxPendingPerSource = 64
+	}
+	if c.MaxPendingPerPrefix <= 0 {
+		c.MaxPendingPerPrefix = 1024
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -291,6 +291,7 @@ func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
 		p.expired(w, pickLang(r, ""))
 		return
 	}
+	p.pending.show(a.id)
 	lang := pickLang(r, a.lang)
 	// A live browser session finishes the login without the form: only
 	// this browser's own request, checked above, and only as the app's
@@ -348,6 +349,26 @@ func maskPhone(ph string) string {
 // CreateAuthRequest.
 type flowKey struct{}
 
+// clientKey carries the client's address from bindBrowser to
+// CreateAuthRequest, for the pending table's per-source bounds.
+type clientKey struct{}
+
+// sourceOf returns the units of the pending table's bounds for a client:
+// its address (IPv6: its /64) and its network (/24, /48).
+func sourceOf(a netip.Addr) (source, prefix netip.Prefix) {
+	if !a.IsValid() {
+		return netip.Prefix{}, netip.Prefix{}
+	}
+	a = a.Unmap()
+	bits, netBits := 32, 24
+	if a.Is6() {
+		bits, netBits = 64, 48
+	}
+	source, _ = a.Prefix(bits)
+	prefix, _ = a.Prefix(netBits)
+	return source, prefix
+}
+
 // flowCookieLen is the length of a flow cookie's value, randomID(24).
 const flowCookieLen = 32
 
@@ -374,7 +395,8 @@ func (p *Provider) bindBrowser(next http.Handler) http.Handler {
 		http.SetCookie(w, &http.Cookie{Name: flowCookie, Value: v, Path: "/", HttpOnly: true,
 			SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(p.cfg.Issuer, "https://"),
 			MaxAge: int(pendingTTL / time.Second)})
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), flowKey{}, v)))
+		ctx := context.WithValue(r.Context(), flowKey{}, v)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, clientKey{}, clientAddr(r))))
 	})
 }
 

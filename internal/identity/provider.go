@@ -99,7 +99,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		p.users = m
 	}
 	p.clients = demoClients(cfg.Issuer, cfg.IDTokenTTL)
-	p.pending = newPending(cfg.Now, cfg.MaxPendingLogins)
+	p.pending = newPending(cfg.Now, PendingLimits{Max: cfg.MaxPendingLogins, PerSource: cfg.MaxPendingPerSource, PerPrefix: cfg.MaxPendingPerPrefix})
 	p.grants = &grants{store: p.sessions, now: cfg.Now, ttl: cfg.GrantTTL, idle: cfg.GrantIdle}
 	p.revs = NewRevocations(cfg.Now)
 	p.verifier = NewVerifier(VerifierConfig{

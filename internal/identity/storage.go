@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -71,6 +72,8 @@ func (s storage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, hin
 		flow:         flowHash(flow),
 		hintSubject:  hintSubject,
 	}
+	client, _ := ctx.Value(clientKey{}).(netip.Addr)
+	a.source, a.prefix = sourceOf(client)
 	// op has already refused prompt=none with anything else, and turned
 	// prompt=login into max_age=0.
 	a.promptNone = slices.Contains(r.Prompt, oidc.PromptNone)
