@@ -53,6 +53,7 @@ func (s *running) smsTo(t *testing.T, phone string) string {
 func TestBrowserLogin(t *testing.T) {
 	b := browsertest.New(t)
 	cfg := config.Default()
+	cfg.OpsTokenSMS = true // the test reads login codes from the outbox
 	cfg.Estate.Customers = 1000
 	s := startBrowserServe(t, cfg)
 
@@ -136,6 +137,7 @@ func TestBrowserLogin(t *testing.T) {
 func TestBrowserStatusOutage(t *testing.T) {
 	b := browsertest.New(t)
 	cfg := config.Default()
+	cfg.OpsTokenSMS = true // the test reads login codes from the outbox
 	cfg.Estate.Customers = 1000
 	s := startBrowserServe(t, cfg)
 
@@ -211,6 +213,7 @@ func (s *running) setCoreDown(t *testing.T, down bool) {
 func TestBrowserSteppedLogin(t *testing.T) {
 	b := browsertest.New(t)
 	cfg := config.Default()
+	cfg.OpsTokenSMS = true // the test reads login codes from the outbox
 	cfg.Estate.Customers = 1000
 	s := startBrowserServe(t, cfg)
 	for i := range 5 {

@@ -91,6 +91,7 @@ var challengeRe = regexp.MustCompile(`data-challenge="([^"]+)" data-bits="(\d+)"
 // still can log in.
 func TestOwnerNotLockedOut(t *testing.T) {
 	cfg := config.Default()
+	cfg.OpsTokenSMS = true // the test reads login codes from the outbox
 	cfg.Estate.Customers = 1000
 	s := startServe(t, cfg)
 
@@ -189,5 +190,26 @@ func (f *loginFlow) password(t *testing.T, user, password string) {
 	}
 	if st != http.StatusOK || !strings.Contains(body, `name="code"`) {
 		t.Fatalf("%s's password: %d %.300s", user, st, body)
+	}
+}
+
+// TestOpsTokenReadsNoSMS: on defaults the automation token switches faults
+// and reads the ledger check, but not the SMS outbox, where every login
+// code goes; ops_token_sms (serve --ops-token-sms) is the demo's opt-in.
+func TestOpsTokenReadsNoSMS(t *testing.T) {
+	for _, tc := range []struct {
+		optIn bool
+		want  int
+	}{{false, http.StatusForbidden}, {true, http.StatusOK}} {
+		cfg := config.Default()
+		cfg.Estate.Customers = 1000
+		cfg.OpsTokenSMS = tc.optIn
+		s := startServe(t, cfg)
+		if res, body := s.do(t, "GET", s.ops+"/ops/estate/sms?limit=1", "", nil); res.StatusCode != tc.want {
+			t.Errorf("ops_token_sms=%v: outbox %d %s, want %d", tc.optIn, res.StatusCode, body, tc.want)
+		}
+		if res, body := s.do(t, "GET", s.ops+"/ops/estate/check", "", nil); res.StatusCode != http.StatusOK {
+			t.Errorf("ops_token_sms=%v: ledger check %d %s", tc.optIn, res.StatusCode, body)
+		}
 	}
 }

@@ -16,6 +16,7 @@ func TestServeWithRedisSessions(t *testing.T) {
 		t.Skip("REDIS_URL not set: skipping the Redis-backed serve test")
 	}
 	cfg := config.Default()
+	cfg.OpsTokenSMS = true // the test reads login codes from the outbox
 	cfg.Estate.Customers = 100_000
 	cfg.Sessions.Backend = "redis"
 	cfg.Sessions.RedisURL = url

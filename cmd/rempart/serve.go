@@ -22,6 +22,7 @@ import (
 
 type serveFlags struct {
 	config, listen, opsListen, dataDir, logFormat string
+	opsTokenSMS                                   bool
 }
 
 func newServeCmd() *cobra.Command {
@@ -43,6 +44,7 @@ Ops listener (loopback by default): /healthz, /readyz, /metrics, /ops/estate/...
 	fl.StringVar(&f.opsListen, "ops-listen", "", "ops listener address (overrides the config; default 127.0.0.1:9090)")
 	fl.StringVar(&f.dataDir, "data-dir", "", "directory for durable state (overrides the config; default ./rempart-data)")
 	fl.StringVar(&f.logFormat, "log-format", "", "text or json (overrides the config; default text)")
+	fl.BoolVar(&f.opsTokenSMS, "ops-token-sms", false, "let the automation token read the simulated SMS outbox (demos; sets ops_token_sms)")
 	return cmd
 }
 
@@ -62,6 +64,9 @@ func loadConfig(cmd *cobra.Command, f serveFlags) (*config.Config, error) {
 	}
 	if f.dataDir != "" {
 		cfg.DataDir = f.dataDir
+	}
+	if f.opsTokenSMS {
+		cfg.OpsTokenSMS = true
 	}
 	if f.logFormat != "" {
 		if f.logFormat != "text" && f.logFormat != "json" {

@@ -105,6 +105,7 @@ func readBody(t *testing.T, resp *http.Response) string {
 // nothing; the legitimate calls beside them succeed.
 func TestTrustBoundary(t *testing.T) {
 	cfg := config.Default()
+	cfg.OpsTokenSMS = true // the test reads login codes from the outbox
 	cfg.Estate.Customers = 1000
 	s := startServe(t, cfg)
 	alice := s.login(t, "alice", "alice-demo-2025", "+33 6 12 34 56 78")
@@ -213,6 +214,7 @@ func TestTrustBoundary(t *testing.T) {
 // one else can read, one certificate per default partner.
 func TestDemoPKIFiles(t *testing.T) {
 	cfg := config.Default()
+	cfg.OpsTokenSMS = true // the test reads login codes from the outbox
 	cfg.Estate.Customers = 1000
 	s := startServe(t, cfg)
 	for _, p := range config.DemoPartners() {

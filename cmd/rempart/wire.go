@@ -252,6 +252,16 @@ func newUsers(cfg *config.Config, e *estate.Estate, maxHashes int) (*users.Memor
 
 // buildAdmin puts phishing-proof admin login (WebAuthn only) in front of the
 // ops API, with a file-held automation token for scripts and drills.
+// machineDenied are the ops paths the automation token does not reach: the
+// SMS outbox, whose login codes would let a script log in as anyone, unless
+// the configuration asks for it (demos, drills).
+func machineDenied(cfg *config.Config) []string {
+	if cfg.OpsTokenSMS {
+		return nil
+	}
+	return []string{"/ops/estate/sms"}
+}
+
 func (s *stack) buildAdmin() error {
 	rp, origins, err := admin.DefaultRP(s.cfg.OpsListen)
 	if err != nil {
@@ -262,7 +272,7 @@ func (s *stack) buildAdmin() error {
 	}
 	s.admins, err = admin.Open(filepath.Join(s.cfg.DataDir, "admin"), admin.Options{
 		Required: s.cfg.OpsAuth != "none", RPID: rp, Origins: origins, MachineToken: true,
-		Logger: s.log.With("component", "admin"),
+		MachineDenied: machineDenied(s.cfg), Logger: s.log.With("component", "admin"),
 	})
 	if err != nil {
 		return err

@@ -54,6 +54,10 @@ type Config struct {
 	// Authorization: Bearer); "none" leaves the ops API open to anyone who
 	// can reach the ops listener (local development only).
 	OpsAuth string `yaml:"ops_auth"`
+	// OpsTokenSMS lets the automation token read the simulated SMS outbox
+	// (GET /ops/estate/sms), where login codes go: for demos and drills
+	// only. Default false: only an admin session reads it.
+	OpsTokenSMS bool `yaml:"ops_token_sms"`
 	// Estate configures the simulated bank run in process.
 	Estate Estate `yaml:"estate"`
 	// Upstreams are the places routes forward to, by name.

@@ -15,7 +15,7 @@ var demoTmpl = template.Must(template.New("demo").Parse(`<!doctype html>
 </head>
 <body>
 <h1>rempart demo app</h1>
-<p>Public client <code>{{.Client}}</code>: authorization code with PKCE (S256). Demo customers: alice / alice-demo-2025, bruno / bruno-demo-2025, camille / camille-demo-2025; the SMS code is in the estate's outbox (<code>GET /ops/estate/sms</code> on the ops listener).</p>
+<p>Public client <code>{{.Client}}</code>: authorization code with PKCE (S256). Demo customers: alice / alice-demo-2025, bruno / bruno-demo-2025, camille / camille-demo-2025; the SMS code is in the estate's outbox (<code>GET /ops/estate/sms</code> on the ops listener: an admin session, or the automation token when serve runs with <code>--ops-token-sms</code>).</p>
 <button id="login" type="button">Log in</button>
 <pre id="out" aria-live="polite"></pre>
 <script>

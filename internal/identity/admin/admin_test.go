@@ -261,7 +261,40 @@ func TestRequireAdmin(t *testing.T) {
 		if st, _ := e.call(t, c, "/ops/estate/faults", nil); st != http.StatusUnauthorized {
 			t.Fatalf("after logout: %d", st)
 		}
+		// A copy of the cookie taken before the logout is dead too, and
+		// stays dead when the admins are loaded again (a restart).
+		if st, _ := e.call(t, withCookie(good), "/ops/estate/faults", nil); st != http.StatusUnauthorized {
+			t.Fatalf("copied cookie after logout: %d, want 401", st)
+		}
+		again, err := loadAdmins(e.a.dir)
+		if err != nil || len(again) == 0 || again[0].LoggedOut.IsZero() {
+			t.Fatalf("logout not recorded on disk: %v %+v", err, again)
+		}
 	})
+}
+
+// TestMachineTokenScope: the automation token does not reach the paths it
+// is denied (the SMS outbox's login codes); an admin session does.
+func TestMachineTokenScope(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.MachineDenied = []string{"/ops/estate/sms"} })
+	_, admin := e.enrolled(t)
+	tok := readFile(t, e.a.MachineTokenPath())
+	for _, tc := range []struct {
+		path string
+		c    *http.Client
+		hdr  []string
+		want int
+	}{
+		{"/ops/estate/faults", e.client(), []string{"Authorization", "Bearer " + tok}, http.StatusOK},
+		{"/ops/estate/sms", e.client(), []string{"Authorization", "Bearer " + tok}, http.StatusForbidden},
+		{"/ops/estate/sms?to=x", e.client(), []string{"Authorization", "Bearer " + tok}, http.StatusForbidden},
+		// Past the guard: the test's ops mux has no outbox, hence 404.
+		{"/ops/estate/sms", admin, nil, http.StatusNotFound},
+	} {
+		if st, m := e.call(t, tc.c, tc.path, nil, tc.hdr...); st != tc.want {
+			t.Errorf("%s: %d %v, want %d", tc.path, st, m, tc.want)
+		}
+	}
 }
 
 func TestNotRequired(t *testing.T) {

@@ -347,7 +347,24 @@ func withDevInfo(err error) error {
 	return err
 }
 
+// logout ends the admin's sessions, not only this browser's cookie: a
+// copied or stolen cookie dies with it.
 func (a *Admins) logout(w http.ResponseWriter, r *http.Request) {
+	if s, ok := a.sessionFrom(r); ok && a.originOK(r) {
+		a.mu.Lock()
+		ad := a.byIDLocked(s.admin)
+		var err error
+		if ad != nil {
+			ad.LoggedOut = a.opts.Now()
+			err = saveAdmins(a.dir, a.admins)
+		}
+		a.mu.Unlock()
+		if err != nil {
+			a.refuse(w, r, http.StatusInternalServerError, "logout-failed", "the logout could not be recorded; the session is still valid", err)
+			return
+		}
+		a.log.Info("admin logged out", "admin", ad.Name)
+	}
 	a.clearSession(w)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -33,6 +33,9 @@ type Options struct {
 	// accepts it as "Authorization: Bearer" on the ops API, but never on the
 	// admin endpoints: it is not an admin login.
 	MachineToken bool
+	// MachineDenied are ops path prefixes the machine token does not reach
+	// (an admin session does), e.g. the SMS outbox's login codes.
+	MachineDenied []string
 	// SessionTTL is how long an admin login lasts, with no renewal.
 	// Default 15 minutes.
 	SessionTTL time.Duration

@@ -42,6 +42,11 @@ func (a *Admins) RequireAdmin(next http.Handler) http.Handler {
 			return
 		}
 		if !strings.HasPrefix(r.URL.Path, PathPrefix) && a.machineOK(r) {
+			if slices.ContainsFunc(a.opts.MachineDenied, func(p string) bool { return strings.HasPrefix(r.URL.Path, p) }) {
+				problem.Write(w, problem.New(http.StatusForbidden, "token-scope",
+					"the automation token does not reach "+r.URL.Path+" (an admin login does; for a demo, serve --ops-token-sms)"))
+				return
+			}
 			next.ServeHTTP(w, r)
 			return
 		}

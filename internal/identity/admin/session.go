@@ -23,11 +23,12 @@ type session struct {
 }
 
 // The cookie's value is admin.expires.mac: admin in unpadded base64url,
-// expires in Unix seconds, mac = HMAC-SHA256 over "admin.expires" under the
+// expires in Unix milliseconds (a logout ends the sessions issued before
+// it, to the millisecond), mac = HMAC-SHA256 over "admin.expires" under the
 // session key, in base64url. Nothing in it is secret; it only has to be
 // unforgeable and short-lived.
 func (a *Admins) sessionValue(admin []byte, expires time.Time) string {
-	body := b64.EncodeToString(admin) + "." + strconv.FormatInt(expires.Unix(), 10)
+	body := b64.EncodeToString(admin) + "." + strconv.FormatInt(expires.UnixMilli(), 10)
 	return body + "." + b64.EncodeToString(a.sessionMAC(body))
 }
 
@@ -76,13 +77,14 @@ func (a *Admins) verifySession(v string) (session, bool) {
 	if !ok || !hmac.Equal(p.mac, a.sessionMAC(p.body)) {
 		return session{}, false
 	}
-	exp := time.Unix(p.expires, 0)
+	exp := time.UnixMilli(p.expires)
 	now := a.opts.Now()
 	if !now.Before(exp) || exp.Sub(now) > a.opts.SessionTTL+time.Minute {
 		return session{}, false
 	}
-	if a.byID(p.admin) == nil {
-		return session{}, false
+	ad := a.byID(p.admin)
+	if ad == nil || !exp.Add(-a.opts.SessionTTL).After(ad.LoggedOut) {
+		return session{}, false // gone, or logged out since
 	}
 	return session{admin: p.admin, expires: exp}, true
 }

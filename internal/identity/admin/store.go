@@ -41,6 +41,9 @@ type Admin struct {
 	Name        string                `json:"name"`
 	Created     time.Time             `json:"created"`
 	Credentials []webauthn.Credential `json:"credentials"`
+	// LoggedOut is when the admin last logged out: every session issued
+	// before it is dead, in every browser, across restarts.
+	LoggedOut time.Time `json:"logged_out,omitzero"`
 }
 
 // WebAuthn's view of an admin.
