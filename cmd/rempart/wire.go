@@ -153,8 +153,11 @@ func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 		// the room gives logins is taken from customers' reads and payments
 		// in the same process (measured in the full drill with a 1 s target:
 		// returning customers' balance p99 at 582 ms through the retry storm).
+		// Tickets are bound to the client's /24 (/48): a place copied to
+		// another network is worthless, while a phone that changes address
+		// inside its carrier's NAT keeps it.
 		s.room = waitroom.New(waitroom.Options{ID: "login", InitialRate: initial, LatencyTarget: 500 * time.Millisecond,
-			Registerer: s.metrics.Registry})
+			BindClient: true, Registerer: s.metrics.Registry})
 	}
 	if s.routes, err = s.buildRoutes(upstreams); err != nil {
 		return nil, err

@@ -38,8 +38,26 @@ type Room struct {
 	usedQ   []usedEntry         // the same, oldest first, to prune them
 	usedH   int
 	floor   uint64 // tickets numbered up to here are refused: their used entry was evicted
-	est     *estimator
+	// Newcomers' tickets (no place yet) are numbered too, with pendingBit
+	// set: pendNext is the last such number, and joined maps the ones that
+	// came back to the place (or the admission) they got, so the same
+	// ticket presented again gets that place, never a second one.
+	pendNext uint64
+	joined   map[uint64]joinedEntry
+	joinedQ  []usedEntry // joined's numbers, oldest first, to prune them
+	joinedH  int
+	est      *estimator
 }
+
+// pendingBit marks the number of a newcomer's ticket, which holds no place
+// yet: places are numbered from 1 without it.
+const pendingBit = 1 << 63
+
+func isPending(seq uint64) bool { return seq&pendingBit != 0 }
+
+// joinedEntry is what a newcomer's ticket got when it came back: a place in
+// the line, or (place 0) an admission straight away.
+type joinedEntry struct{ place uint64 }
 
 // arrivals counts newcomers told to come back, and those of them who do, per
 // second: the ones told in the last second will join the line ahead of a
@@ -166,6 +184,7 @@ func New(opts Options) *Room {
 		swept:  now.Unix(),
 		arrive: arrivals{sec: now.Unix()},
 		used:   map[uint64]struct{}{},
+		joined: map[uint64]joinedEntry{},
 		est:    newEstimator(opts, now),
 	}
 	r.calls = r.burst()
@@ -257,20 +276,27 @@ func (r *Room) decide(req *http.Request) decision {
 // presented is true, terr says whether it is valid). Called with r.mu held.
 func (r *Room) decideLocked(now time.Time, presented bool, tk ticket, terr error, bound netip.Prefix) decision {
 	r.advance(now)
-	if presented && terr == nil && tk.seq != 0 {
-		terr = r.checkSeq(tk.seq)
+	if presented && terr == nil {
+		if isPending(tk.seq) {
+			terr = r.checkPending(&tk)
+		} else {
+			terr = r.checkSeq(tk.seq)
+		}
 	}
 	if presented && terr != nil {
 		r.metrics.rejected(terr)
 	}
 	if presented && terr == nil {
 		switch {
-		case tk.seq == 0 && now.Sub(tk.issued) < confirmAfter-confirmEarly:
+		case isPending(tk.seq) && now.Sub(tk.issued) < confirmAfter-confirmEarly:
 			// Back too soon: the same ticket, the same appointment.
 			return r.pending(now, tk, tk.issued.Add(confirmAfter).Sub(now))
-		case tk.seq == 0:
+		case isPending(tk.seq):
 			// A newcomer's first poll: now it gets its place.
-			return r.join(now, tk)
+			pend := tk.seq
+			d := r.join(now, tk)
+			r.recordJoin(pend, d, now)
+			return d
 		case tk.seq <= r.serving && r.tokens >= 1 && !r.est.full():
 			r.tokens--
 			r.forget(tk.seq)
@@ -293,7 +319,8 @@ func (r *Room) decideLocked(now time.Time, presented bool, tk ticket, terr error
 	if d, ok := r.lineFull(); !ok {
 		return d
 	}
-	d := r.pending(now, ticket{room: r.opts.ID, issued: now, client: bound}, confirmAfter)
+	r.pendNext++
+	d := r.pending(now, ticket{room: r.opts.ID, seq: pendingBit | r.pendNext, issued: now, client: bound}, confirmAfter)
 	r.arrive.pend++
 	r.metrics.pending.Inc()
 	return d
@@ -361,7 +388,6 @@ func (r *Room) lineFull() (decision, bool) {
 // the wait quoted as if it had joined the line now. Called with r.mu held.
 func (r *Room) pending(now time.Time, tk ticket, poll time.Duration) decision {
 	poll = max(poll, time.Second-confirmEarly)
-	tk.seq = 0
 	tk.expiry = now.Add(poll + r.opts.Grace)
 	position := r.waitingNow() + 1
 	eta := max(poll, r.waitLine(float64(position)+r.arrive.ahead(now)-r.calls))
@@ -418,6 +444,42 @@ var (
 	errReplayed    = errors.New("replayed")
 	errUnknown     = errors.New("unknown") // numbered beyond anything issued: another incarnation of the room
 )
+
+// checkPending checks a newcomer's ticket: one the room has numbered, and,
+// when it came back before, turned into the place it got then (an error if
+// that place was let in already, or the admission was straight away).
+// Called with r.mu held.
+func (r *Room) checkPending(tk *ticket) error {
+	if tk.seq&^pendingBit > r.pendNext || tk.seq == pendingBit {
+		return errUnknown
+	}
+	j, ok := r.joined[tk.seq]
+	if !ok {
+		return nil
+	}
+	if j.place == 0 {
+		return errReplayed
+	}
+	tk.seq = j.place
+	return r.checkSeq(j.place)
+}
+
+// recordJoin remembers what the newcomer's ticket pend got when it came
+// back — a place, or an admission straight away — for as long as that
+// ticket can be presented. Turned away (the line full), it got nothing and
+// may come back. Called with r.mu held.
+func (r *Room) recordJoin(pend uint64, d decision, now time.Time) {
+	var place uint64
+	switch d.kind {
+	case admit:
+	case wait:
+		place = d.tk.seq
+	default:
+		return
+	}
+	r.joined[pend] = joinedEntry{place: place}
+	r.joinedQ = append(r.joinedQ, usedEntry{seq: pend, at: now})
+}
 
 func (r *Room) checkSeq(seq uint64) error {
 	if seq > r.next {
@@ -620,13 +682,21 @@ func (r *Room) markUsed(seq uint64, now time.Time) {
 // it was used. Called with r.mu held.
 func (r *Room) pruneUsed(now time.Time) {
 	cut := now.Add(-r.opts.MaxPoll - r.opts.Grace)
-	for r.usedH < len(r.usedQ) && !r.usedQ[r.usedH].at.After(cut) {
-		delete(r.used, r.usedQ[r.usedH].seq)
-		r.usedH++
+	pruneQueue(&r.usedQ, &r.usedH, cut, func(seq uint64) { delete(r.used, seq) })
+	// A newcomer's ticket expires within MaxPoll + Grace of its return too.
+	pruneQueue(&r.joinedQ, &r.joinedH, cut, func(seq uint64) { delete(r.joined, seq) })
+}
+
+// pruneQueue drops the entries of q from its head *h on that are not after
+// cut, calling forget for each, and compacts q once half of it is dropped.
+func pruneQueue(q *[]usedEntry, h *int, cut time.Time, forget func(uint64)) {
+	for *h < len(*q) && !(*q)[*h].at.After(cut) {
+		forget((*q)[*h].seq)
+		*h++
 	}
-	if r.usedH > 0 && r.usedH >= len(r.usedQ)/2 {
-		r.usedQ = append(r.usedQ[:0], r.usedQ[r.usedH:]...)
-		r.usedH = 0
+	if *h > 0 && *h >= len(*q)/2 {
+		*q = append((*q)[:0], (*q)[*h:]...)
+		*h = 0
 	}
 }
 

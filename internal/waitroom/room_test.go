@@ -88,7 +88,12 @@ func (f *fixture) call(ticket string, info *request.Info, hdr ...string) *http.R
 // poll, without moving the clock (which would move the line).
 func (f *fixture) pendingTicket(info *request.Info) string {
 	now := f.clock.Now()
-	tk := ticket{room: f.room.opts.ID, issued: now.Add(-confirmAfter), expiry: now.Add(f.room.opts.Grace)}
+	// Numbered as the room numbers its newcomers, so the room knows it.
+	f.room.mu.Lock()
+	f.room.pendNext++
+	seq := pendingBit | f.room.pendNext
+	f.room.mu.Unlock()
+	tk := ticket{room: f.room.opts.ID, seq: seq, issued: now.Add(-confirmAfter), expiry: now.Add(f.room.opts.Grace)}
 	if f.room.opts.BindClient && info != nil {
 		tk.client = clientNet(info.Client)
 	}
@@ -137,11 +142,15 @@ func decodeWaiting(t *testing.T, res *http.Response) waitingDoc {
 	return d
 }
 
+// seqOf is the place a ticket holds, 0 for a newcomer's (no place yet).
 func seqOf(t *testing.T, tk string) uint64 {
 	t.Helper()
 	p, err := parseTicket(tk, testKey, "login-test", time.Date(2025, 12, 22, 8, 0, 0, 0, time.UTC))
 	if err != nil {
 		t.Fatalf("parse own ticket: %v", err)
+	}
+	if isPending(p.seq) {
+		return 0
 	}
 	return p.seq
 }
@@ -903,7 +912,7 @@ func TestBackTooSoon(t *testing.T) {
 	again := decodeWaiting(t, f.call(first.Ticket, nil))
 	p0, _ := parseTicket(first.Ticket, testKey, "login-test", f.clock.Now())
 	p1, err := parseTicket(again.Ticket, testKey, "login-test", f.clock.Now())
-	if err != nil || p1.seq != 0 || !p1.issued.Equal(p0.issued) || again.Poll != 1 {
+	if err != nil || p1.seq != p0.seq || !isPending(p1.seq) || !p1.issued.Equal(p0.issued) || again.Poll != 1 {
 		t.Errorf("back too soon: seq %d issued %v (was %v) poll %v, err %v; want the same appointment", p1.seq, p1.issued, p0.issued, again.Poll, err)
 	}
 	f.clock.Advance(700 * time.Millisecond)
@@ -1008,5 +1017,56 @@ func TestLeave(t *testing.T) {
 	}
 	if got := counter(t, reg, "rempart_waitroom_given_up_total", "room", "login-test"); got != 1 {
 		t.Errorf("given_up_total %v, want 1", got)
+	}
+}
+
+// TestNewcomerTicketSingleUse presents one newcomer's "come back in a
+// second" ticket again and again, as a script sharing it among many
+// clients would: it gets one place, the same each time, and once that
+// place is let in the ticket is worth nothing.
+func TestNewcomerTicketSingleUse(t *testing.T) {
+	f := newFixture(t, 1, nil)
+	for f.call("", nil).StatusCode == http.StatusOK {
+	} // the burst is spent: newcomers now wait
+	ahead := f.ticket() // someone in line already
+	res := f.call("", nil)
+	pend := res.Header.Get("Rempart-Ticket")
+	if res.StatusCode != http.StatusServiceUnavailable || pend == "" || seqOf(t, pend) != 0 {
+		t.Fatalf("newcomer: %d, ticket %q", res.StatusCode, pend)
+	}
+	f.clock.Advance(confirmAfter)
+	var place uint64
+	waiting := 0
+	for i := range 5 {
+		res := f.call(pend, nil)
+		got := seqOf(t, res.Header.Get("Rempart-Ticket"))
+		if res.StatusCode != http.StatusServiceUnavailable || got == 0 || place != 0 && got != place {
+			t.Fatalf("presentation %d: %d place %d, want the one place %d", i, res.StatusCode, got, place)
+		}
+		if w := f.room.Stats().Waiting; i == 0 {
+			waiting = w
+		} else if w != waiting {
+			t.Fatalf("presentation %d: %d waiting, was %d after the first: the ticket took another place", i, w, waiting)
+		}
+		place = got
+	}
+	// Let both in, then present the newcomer's ticket once more.
+	admitted := 0
+	for _, tk := range []string{ahead, pend} {
+		for range 30 {
+			f.clock.Advance(time.Second)
+			if f.call(tk, nil).StatusCode == http.StatusOK {
+				admitted++
+				break
+			}
+		}
+	}
+	if admitted != 2 {
+		t.Fatalf("%d of the two let in", admitted)
+	}
+	before := f.calls
+	res = f.call(pend, nil)
+	if res.StatusCode == http.StatusOK || f.calls != before || seqOf(t, res.Header.Get("Rempart-Ticket")) != 0 {
+		t.Fatalf("the used newcomer ticket: %d, backend calls %d -> %d; want a newcomer's answer", res.StatusCode, before, f.calls)
 	}
 }
