@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"html"
 	"net"
 	"net/http"
@@ -216,5 +217,57 @@ func TestOpsTokenReadsNoSMS(t *testing.T) {
 		if res, body := s.do(t, "GET", s.ops+"/ops/estate/check", "", nil); res.StatusCode != http.StatusOK {
 			t.Errorf("ops_token_sms=%v: ledger check %d %s", tc.optIn, res.StatusCode, body)
 		}
+	}
+}
+
+// TestBackupLoginThroughServe: with the identity store stuck (the drill's
+// fault), alice logs in again from the browser of her earlier login — her
+// password and SMS code checked against that device's snapshot — while a
+// browser without one is told logins are busy; once the bank blocks her in
+// the directory, her device's backup path is gone too.
+func TestBackupLoginThroughServe(t *testing.T) {
+	cfg := config.Default()
+	cfg.OpsTokenSMS = true // the test reads login codes from the outbox
+	cfg.Estate.Customers = 1000
+	s := startServe(t, cfg)
+	const alicePhone = "+33 6 12 34 56 78"
+	loginOn := func(b *http.Client) (int, *loginFlow) {
+		f := s.startLogin(t, b)
+		st, _ := f.post(t, "/login/password", url.Values{"username": {"alice"}, "password": {"alice-demo-2025"}})
+		return st, f
+	}
+	st, phone := loginOn(nil)
+	if st != http.StatusOK {
+		t.Fatalf("first login: %d", st)
+	}
+	if st, _ := phone.post(t, "/login/otp", url.Values{"code": {s.code(t, alicePhone)}}); st != http.StatusSeeOther {
+		t.Fatalf("first login's code: %d", st)
+	}
+	stuck := func(on bool) {
+		if res, body := s.do(t, "PUT", s.ops+"/ops/identity/faults", fmt.Sprintf(`{"user_store_stuck":%t}`, on), map[string]string{"Content-Type": "application/json"}); res.StatusCode != http.StatusOK {
+			t.Fatalf("identity faults: %d %s", res.StatusCode, body)
+		}
+	}
+	stuck(true)
+	t.Cleanup(func() { stuck(false) })
+	st, again := loginOn(phone.b)
+	if st != http.StatusOK {
+		t.Fatalf("alice's browser with the store stuck: %d, want the code step", st)
+	}
+	if st, _ := again.post(t, "/login/otp", url.Values{"code": {s.code(t, alicePhone)}}); st != http.StatusSeeOther {
+		t.Fatalf("backup login's code: %d", st)
+	}
+	if st, _ := loginOn(nil); st != http.StatusServiceUnavailable {
+		t.Fatalf("a new browser with the store stuck: %d, want 503", st)
+	}
+	_, metrics := s.do(t, "GET", s.ops+"/metrics", "", nil)
+	if !strings.Contains(string(metrics), `rempart_identity_backup_logins_total{outcome="backup"} 1`) {
+		t.Errorf("no backup login counted in /metrics")
+	}
+	if res, body := s.do(t, "PUT", s.ops+"/ops/identity/users/alice", `{"blocked":true}`, map[string]string{"Content-Type": "application/json"}); res.StatusCode != http.StatusNoContent {
+		t.Fatalf("block alice: %d %s", res.StatusCode, body)
+	}
+	if st, _ := loginOn(phone.b); st == http.StatusOK {
+		t.Fatal("a blocked customer got in through the backup path")
 	}
 }

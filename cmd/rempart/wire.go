@@ -202,6 +202,7 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 	icfg := identity.Config{
 		Issuer: issuer, DataDir: cfg.DataDir, Sessions: s.sessions, Users: s.users,
 		DerivedCustomers: cfg.Estate.Customers, SMS: sms, Logger: s.log.With("component", "identity"),
+		Registerer: s.metrics.Registry,
 	}
 	if s.scrubber != nil {
 		icfg.Observer, icfg.Limiter = s.scrubber, loginLimiter{s.scrubber}
@@ -229,6 +230,7 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 	faults := identity.FaultsHandler(s.users.Stuck, s.users.SetStuck, s.log)
 	s.ops.Handle("GET /ops/identity/faults", faults)
 	s.ops.Handle("PUT /ops/identity/faults", faults)
+	s.ops.Handle("PUT /ops/identity/users/{id}", identity.DirectoryHandler(s.users, s.log))
 	return nil
 }
 

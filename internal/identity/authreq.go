@@ -67,6 +67,11 @@ type authRequest struct {
 	sentAt  time.Time
 	resends int
 
+	// backup: the password was checked against the device's snapshot, the
+	// directory being unavailable; acr says so in the ID token.
+	backup bool
+	acr    string
+
 	done     bool
 	subject  string
 	authTime time.Time
@@ -93,7 +98,7 @@ func (a *authRequest) allowsSSO(s session.Session, now time.Time) bool {
 }
 
 func (a *authRequest) GetID() string                         { return a.id }
-func (a *authRequest) GetACR() string                        { return "" }
+func (a *authRequest) GetACR() string                        { return a.acr }
 func (a *authRequest) GetAMR() []string                      { return a.amr }
 func (a *authRequest) GetAudience() []string                 { return []string{a.clientID} }
 func (a *authRequest) GetAuthTime() time.Time                { return a.authTime }

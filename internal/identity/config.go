@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rempart/rempart/internal/identity/users"
 	"github.com/rempart/rempart/internal/session"
 )
@@ -71,6 +73,19 @@ type Config struct {
 	// BrowserSessionTTL is how long a login lets the same browser skip the
 	// login page. Default 12 hours.
 	BrowserSessionTTL time.Duration
+	// BackupWindow is how long a device's backup-login snapshot lives
+	// after the login that took it (default 72 hours, Entra ID's window);
+	// negative turns the backup path off. See backup.go.
+	BackupWindow time.Duration
+	// BackupAfter is how long a login from a device with a backup
+	// snapshot waits for the directory before it is checked against the
+	// snapshot instead (default 1 s; others wait LoginTimeout).
+	BackupAfter time.Duration
+	// DirectoryBreakerDelay is how long the user directory's breaker stays
+	// open before one login tries the directory again (default 5 s).
+	DirectoryBreakerDelay time.Duration
+	// Registerer, when set, receives the provider's metrics.
+	Registerer prometheus.Registerer
 	// LoginTimeout is how long a login waits for the user directory before
 	// the page asks the customer to come back. Default 5 seconds.
 	LoginTimeout time.Duration
@@ -118,6 +133,11 @@ func (c *Config) setDefaults() error {
 	def(&c.GrantIdle, 7*24*time.Hour)
 	def(&c.BrowserSessionTTL, 12*time.Hour)
 	def(&c.LoginTimeout, 5*time.Second)
+	if c.BackupWindow == 0 { // negative: off
+		c.BackupWindow = 72 * time.Hour
+	}
+	def(&c.DirectoryBreakerDelay, 5*time.Second)
+	def(&c.BackupAfter, time.Second)
 	def(&c.OTPTTL, 5*time.Minute)
 	def(&c.DeviceCookieTTL, 180*24*time.Hour)
 	def(&c.KeyRotateEvery, 24*time.Hour)

@@ -19,8 +19,15 @@ const DeviceCookieName = "rempart_device"
 // except issued (Unix seconds); mac is HMAC-SHA256 over the rest under the
 // provider's device key.
 func (p *Provider) deviceCookieValue(account string, issued time.Time) string {
-	body := b64.EncodeToString([]byte(account)) + "." + randomID(16) + "." + strconv.FormatInt(issued.Unix(), 10)
-	return body + "." + b64.EncodeToString(p.deviceMAC(body))
+	v, _ := p.newDeviceCookie(account, issued)
+	return v
+}
+
+// newDeviceCookie returns a fresh cookie value and its nonce.
+func (p *Provider) newDeviceCookie(account string, issued time.Time) (value, nonce string) {
+	nonce = randomID(16)
+	body := b64.EncodeToString([]byte(account)) + "." + nonce + "." + strconv.FormatInt(issued.Unix(), 10)
+	return body + "." + b64.EncodeToString(p.deviceMAC(body)), nonce
 }
 
 func (p *Provider) deviceMAC(body string) []byte {
@@ -90,10 +97,23 @@ func (p *Provider) checkDeviceCookie(v, account string) (nonce string, ok bool) 
 	return d.nonce, true
 }
 
-func (p *Provider) setDeviceCookie(w http.ResponseWriter, account string) {
+// setDeviceCookie gives the browser a fresh device cookie for account and
+// returns its nonce (the key of the device's backup snapshot).
+func (p *Provider) setDeviceCookie(w http.ResponseWriter, account string) string {
+	v, nonce := p.newDeviceCookie(account, p.cfg.Now())
 	http.SetCookie(w, &http.Cookie{
-		Name: DeviceCookieName, Value: p.deviceCookieValue(account, p.cfg.Now()), Path: "/",
+		Name: DeviceCookieName, Value: v, Path: "/",
 		MaxAge: int(p.cfg.DeviceCookieTTL / time.Second), HttpOnly: true, SameSite: http.SameSiteLaxMode,
 		Secure: strings.HasPrefix(p.cfg.Issuer, "https://"),
 	})
+	return nonce
+}
+
+// deviceNonce returns the nonce of r's valid device cookie for account.
+func (p *Provider) deviceNonce(r *http.Request, account string) (string, bool) {
+	c, err := r.Cookie(DeviceCookieName)
+	if err != nil {
+		return "", false
+	}
+	return p.checkDeviceCookie(c.Value, account)
 }

@@ -471,10 +471,38 @@ func (p *Provider) loginPassword(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.LoginTimeout)
+	// A device with a backup snapshot waits BackupAfter for the directory,
+	// then is checked against its snapshot; anyone else waits LoginTimeout.
+	var snap snapshot
+	hasSnap := false
+	if device {
+		if nonce, ok := p.deviceNonce(r, account); ok {
+			snap, hasSnap = p.loadSnapshot(r.Context(), account, nonce)
+		}
+	}
+	wait := p.cfg.LoginTimeout
+	if hasSnap {
+		wait = min(wait, p.cfg.BackupAfter)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	u, err := p.users.Authenticate(ctx, account, password)
+	u, err := p.authenticate(ctx, account, password)
+	viaBackup := false
+	if !directoryAnswered(err) {
+		if hasSnap {
+			u, err = p.checkSnapshot(r.Context(), snap, password)
+			viaBackup = err == nil
+		} else {
+			p.backup.logins.WithLabelValues("no_snapshot").Inc()
+		}
+	}
 	switch {
+	case errors.Is(err, users.ErrBlocked):
+		p.observe(RouteLoginPassword, addr, account, false, device)
+		p.log.InfoContext(r.Context(), "login refused: customer blocked", slog.String("account", account), slog.String("client", addr.String()))
+		page.Error = t["blocked"]
+		p.render(w, http.StatusForbidden, page)
+		return
 	case errors.Is(err, users.ErrNotFound), errors.Is(err, users.ErrBadPassword):
 		p.observe(RouteLoginPassword, addr, account, false, device)
 		p.log.InfoContext(r.Context(), "login refused", slog.String("account", account), slog.String("client", addr.String()), slog.Bool("device", device))
@@ -495,8 +523,12 @@ func (p *Provider) loginPassword(w http.ResponseWriter, r *http.Request) {
 	if p.offerPasskey(w, r, a, u, device, lang) {
 		return
 	}
+	if viaBackup {
+		p.log.InfoContext(r.Context(), "password checked against the device's backup snapshot", slog.String("account", account))
+	}
 	err = p.pending.update(a.id, func(s *authRequest) error {
 		s.passwordChecked(u, device)
+		s.backup = viaBackup
 		return nil
 	})
 	if err == nil {
@@ -626,13 +658,13 @@ func (p *Provider) loginOTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var outcome string
 	var u users.User
-	var device bool
+	var device, viaBackup bool
 	err := p.pending.update(a.id, func(s *authRequest) error {
 		if s.user == nil {
 			outcome = "restart"
 			return nil
 		}
-		u, device = *s.user, s.device
+		u, device, viaBackup = *s.user, s.device, s.backup
 		s.otpAttempts++
 		switch {
 		case s.otpAttempts > maxOTPAttempts:
@@ -645,6 +677,9 @@ func (p *Provider) loginOTP(w http.ResponseWriter, r *http.Request) {
 			s.otpHash = [32]byte{}
 			s.done, s.subject, s.authTime = true, u.ID, now
 			s.amr = []string{"pwd", "otp", "mfa"}
+			if s.backup {
+				s.amr, s.acr = append(s.amr, amrBackup), acrBackup
+			}
 			s.profile = map[string]string{attrName: u.Name, attrPhone: u.Phone, attrEmail: u.Email}
 			s.grant = randomID(16)
 			outcome = "ok"
@@ -670,8 +705,15 @@ func (p *Provider) loginOTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.observe(RouteLoginOTP, addr, u.ID, true, device)
 	p.log.InfoContext(r.Context(), "login", slog.String("account", u.ID), slog.String("client", addr.String()), slog.Bool("device", device))
-	p.startBrowserSession(w, r, u, []string{"pwd", "otp", "mfa"})
-	p.setDeviceCookie(w, u.ID)
+	amr := []string{"pwd", "otp", "mfa"}
+	if viaBackup {
+		// The device keeps its cookie, and with it its snapshot: a login
+		// from a snapshot never makes a new one, so none outlives its window.
+		p.startBrowserSession(w, r, u, append(amr, amrBackup))
+	} else {
+		p.startBrowserSession(w, r, u, amr)
+		p.takeSnapshot(r.Context(), u, p.setDeviceCookie(w, u.ID))
+	}
 	http.Redirect(w, r, PathAuthorize+"/callback?id="+url.QueryEscape(a.id), http.StatusSeeOther)
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -39,6 +40,8 @@ type Provider struct {
 	deviceKey []byte
 	refKey    []byte    // MAC key of in-process token references (token.go)
 	passkeys  *passkeys // nil when passkeys are off (passkey.go)
+	backup    *backup   // the directory's breaker and the snapshots (backup.go)
+	hashing   chan struct{}
 	op        *op.Provider
 	handler   http.Handler
 }
@@ -97,6 +100,13 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 			return nil, fmt.Errorf("identity: users: %w", err)
 		}
 		p.users = m
+	}
+	p.backup = newBackup(cfg, p.log)
+	p.hashing = make(chan struct{}, runtime.GOMAXPROCS(0))
+	if w, ok := p.users.(DirectoryWatcher); ok {
+		// A change to a customer's password, phone or status in the
+		// directory ends their backup path at once.
+		w.Watch(p.dropSnapshots)
 	}
 	p.clients = demoClients(cfg.Issuer, cfg.IDTokenTTL)
 	p.pending = newPending(cfg.Now, PendingLimits{Max: cfg.MaxPendingLogins, PerSource: cfg.MaxPendingPerSource, PerPrefix: cfg.MaxPendingPerPrefix})

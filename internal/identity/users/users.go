@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,9 @@ var (
 	ErrNotFound = errors.New("user not found")
 	// ErrBadPassword means the password does not match.
 	ErrBadPassword = errors.New("wrong password")
+	// ErrBlocked means the customer is blocked: no login, whatever the
+	// password (checked all the same, so timing tells nothing).
+	ErrBlocked = errors.New("customer blocked")
 )
 
 // User is what the provider needs to know about a customer.
@@ -26,6 +30,14 @@ type User struct {
 	Name  string
 	Phone string // E.164-ish, where SMS one-time codes go
 	Email string
+
+	// Verifier is the customer's password verifier (an argon2id PHC
+	// string), handed out by Authenticate on success so the provider can
+	// keep a backup-login snapshot; never logged. Version rises with every
+	// change to the customer's password, phone or status.
+	Verifier string `json:"-"`
+	Version  uint64 `json:"-"`
+	Blocked  bool   `json:"-"`
 }
 
 // Demo customers and their demo passwords, the same three people the
@@ -79,6 +91,11 @@ type Memory struct {
 	// hashes counts argon2id computations: every password check costs
 	// exactly one, whoever the id is (the tests hold it to that).
 	hashes atomic.Int64
+
+	// version numbers changes; watchers hear of each changed customer.
+	version  atomic.Uint64
+	watchMu  sync.Mutex
+	watchers []func(id string)
 }
 
 type record struct {
@@ -121,6 +138,62 @@ func (m *Memory) Add(u User, password string) error {
 	defer m.mu.Unlock()
 	m.users[u.ID] = record{u, h}
 	return nil
+}
+
+// Watch calls f (synchronously, outside the directory's locks) with the id
+// of every customer whose password, phone or status changes, so that what
+// was derived from the old values — backup-login snapshots — dies at once.
+func (m *Memory) Watch(f func(id string)) {
+	m.watchMu.Lock()
+	m.watchers = append(m.watchers, f)
+	m.watchMu.Unlock()
+}
+
+func (m *Memory) changed(id string) {
+	m.watchMu.Lock()
+	ws := slices.Clone(m.watchers)
+	m.watchMu.Unlock()
+	for _, f := range ws {
+		f(id)
+	}
+}
+
+// change applies f to the customer's record (a derived customer gets one of
+// their own) and tells the watchers.
+func (m *Memory) change(id string, f func(r *record) error) error {
+	r, ok := m.find(id)
+	if !ok {
+		return ErrNotFound
+	}
+	if err := f(&r); err != nil {
+		return err
+	}
+	r.user.Version = m.version.Add(1)
+	m.mu.Lock()
+	m.users[id] = r
+	delete(m.cache, id)
+	m.mu.Unlock()
+	m.changed(id)
+	return nil
+}
+
+// Block blocks (or unblocks) the customer: no login, on any path.
+func (m *Memory) Block(id string, blocked bool) error {
+	return m.change(id, func(r *record) error { r.user.Blocked = blocked; return nil })
+}
+
+// SetPassword replaces the customer's password.
+func (m *Memory) SetPassword(id, password string) error {
+	h, err := Hash(password, m.params)
+	if err != nil {
+		return err
+	}
+	return m.change(id, func(r *record) error { r.hash = h; return nil })
+}
+
+// SetPhone replaces the phone login codes go to.
+func (m *Memory) SetPhone(id, phone string) error {
+	return m.change(id, func(r *record) error { r.user.Phone = phone; return nil })
 }
 
 // SetStuck switches the directory stuck (every call waits until its context
@@ -186,21 +259,28 @@ func (m *Memory) Authenticate(ctx context.Context, id, password string) (User, e
 		_ = m.hash(password, make([]byte, m.params.SaltLen))
 		return User{}, ErrNotFound
 	}
+	u := r.user
 	if r.hash == "" {
-		if !m.checkDerived(id, password) {
+		h, ok := m.checkDerived(id, password)
+		if !ok {
 			return User{}, ErrBadPassword
 		}
-		return r.user, nil
+		u.Verifier = h
+	} else {
+		m.hashes.Add(1)
+		ok, err := Verify(password, r.hash)
+		if err != nil {
+			return User{}, err
+		}
+		if !ok {
+			return User{}, ErrBadPassword
+		}
+		u.Verifier = r.hash
 	}
-	m.hashes.Add(1)
-	ok, err := Verify(password, r.hash)
-	if err != nil {
-		return User{}, err
+	if u.Blocked {
+		return User{}, ErrBlocked
 	}
-	if !ok {
-		return User{}, ErrBadPassword
-	}
-	return r.user, nil
+	return u, nil
 }
 
 // hash is HashWithSalt with the directory's parameters, counted.
@@ -217,17 +297,17 @@ func (m *Memory) hash(password string, salt []byte) string {
 // cached verifier. (Hashing the derived password first, as a stored verifier
 // would have been, cost a second hash and made an existing customer's first
 // check twice as slow as an unknown id's.)
-func (m *Memory) checkDerived(id, password string) bool {
+func (m *Memory) checkDerived(id, password string) (string, bool) {
 	sum := sha256.Sum256([]byte("rempart derived salt " + id))
 	h := m.hash(password, sum[:m.params.SaltLen])
 	m.mu.Lock()
 	cached, ok := m.cache[id]
 	m.mu.Unlock()
 	if ok {
-		return subtle.ConstantTimeCompare([]byte(h), []byte(cached)) == 1
+		return h, subtle.ConstantTimeCompare([]byte(h), []byte(cached)) == 1
 	}
 	if subtle.ConstantTimeCompare([]byte(password), []byte(DerivedPassword(id))) != 1 {
-		return false
+		return "", false
 	}
 	m.mu.Lock()
 	if len(m.cache) >= derivedCacheMax {
@@ -238,7 +318,7 @@ func (m *Memory) checkDerived(id, password string) bool {
 	}
 	m.cache[id] = h
 	m.mu.Unlock()
-	return true
+	return h, true
 }
 
 func (m *Memory) find(id string) (record, bool) {
