@@ -2,6 +2,9 @@ package client
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -126,4 +129,123 @@ func jsonEqual(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return bytes.Equal(x, y)
+}
+
+// FuzzRetryAfter reads Retry-After values. A wait is never negative nor
+// past the cap; delay-seconds mean what they say; and a wait written as
+// delay-seconds or as an HTTP-date reads back as itself (to the second).
+func FuzzRetryAfter(f *testing.F) {
+	for _, v := range []string{"0", "120", " 7 ", "-1", "1.5", "+3", "0x10", "99999999999999999999",
+		"Mon, 22 Dec 2025 08:00:30 GMT", "Monday, 22-Dec-25 08:00:30 GMT", "Mon Dec 22 08:00:30 2025",
+		"Mon, 22 Dec 2025 07:00:00 GMT", "Fri, 31 Dec 9999 23:59:59 GMT", ""} {
+		f.Add(v, int64(30))
+	}
+	f.Add("", int64(-5))
+	f.Add("", int64(1<<40))
+	f.Fuzz(func(t *testing.T, v string, n int64) {
+		d, ok := retryAfter(fuzzHeader("", v), fuzzNow)
+		if d < 0 || !ok && d != 0 {
+			t.Fatalf("%q: %v, %v", v, d, ok)
+		}
+		if secs, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+			if want := time.Duration(min(secs, maxRetryAfterSeconds)) * time.Second; ok != (secs >= 0) || ok && d != want {
+				t.Fatalf("%q: %v, %v, want %v", v, d, ok, want)
+			}
+		}
+		if n >= 0 {
+			d, ok := retryAfter(fuzzHeader("", strconv.FormatInt(n, 10)), fuzzNow)
+			if want := time.Duration(min(n, maxRetryAfterSeconds)) * time.Second; !ok || d != want {
+				t.Fatalf("Retry-After: %d reads as %v, %v", n, d, ok)
+			}
+		}
+		wait := time.Duration(n%(400*24*3600)) * time.Second
+		date := fuzzNow.Add(wait).Format(http.TimeFormat)
+		if d, ok := retryAfter(fuzzHeader("", date), fuzzNow); !ok || d != max(wait, 0) {
+			t.Fatalf("Retry-After: %s (in %v) reads as %v, %v", date, wait, d, ok)
+		}
+	})
+}
+
+// FuzzParseWaitingRoom parses 503 answers. Only a 503 with a ticket is a
+// place in line; the ticket in the header wins over the body's; the poll
+// interval is at least minPoll and the estimate within [0, a day].
+func FuzzParseWaitingRoom(f *testing.F) {
+	const pj = "application/problem+json"
+	room := `{"type":"https://rempart.example/problems/waiting-room","title":"Waiting room","status":503,"detail":"you are number 12 in line","ticket":"AQVsb2dpbg","position":12,"estimated_wait_seconds":4.2,"poll_after_seconds":2}`
+	for _, s := range []struct {
+		status               int
+		ticket, ct, ra, body string
+	}{
+		{503, "AQVsb2dpbg", pj, "2", room},
+		{503, "", pj, "", room},
+		{503, "other", pj, "", room},
+		{502, "AQVsb2dpbg", pj, "2", room},
+		{503, "", pj, "5", `{"type":"x/waiting-room","ticket":"t"}`},
+		{503, "", pj, "", `{"type":"x/waiting-room","ticket":""}`},
+		{503, "", pj, "", `{"type":"x/waiting-room","ticket":7}`},
+		{503, "", pj, "", `{"type":"x/waiting-room-full","poll_after_seconds":3}`},
+		{503, "", pj, "", `{"type":"x/waiting-room","ticket":"t","position":-1,"estimated_wait_seconds":-3,"poll_after_seconds":0}`},
+		{503, "", pj, "", `{"type":"x/waiting-room","ticket":"t","estimated_wait_seconds":1e308,"poll_after_seconds":1e308}`},
+		{503, "", pj, "Fri, 31 Dec 9999 23:59:59 GMT", `{"type":"x/waiting-room","ticket":"t","poll_after_seconds":"2"}`},
+		{503, "t", "text/html", "", "<html>wait</html>"},
+		{503, "", "", "", ""},
+	} {
+		f.Add(s.status, s.ticket, s.ct, s.ra, []byte(s.body))
+	}
+	f.Fuzz(func(t *testing.T, status int, ticket, contentType, retry string, body []byte) {
+		st := fuzzStatus(status)
+		res := &http.Response{StatusCode: st, Header: fuzzHeader(contentType, retry)}
+		if ticket != "" {
+			res.Header.Set(TicketHeader, ticket)
+		}
+		wr, ok := parseWaitingRoom(res, body, fuzzNow)
+		if !ok {
+			if wr.ticket != "" && st != http.StatusServiceUnavailable {
+				t.Fatalf("%d: %+v", st, wr)
+			}
+			return
+		}
+		if st != http.StatusServiceUnavailable || wr.ticket == "" ||
+			res.Header.Get(TicketHeader) != "" && wr.ticket != res.Header.Get(TicketHeader) {
+			t.Fatalf("%d %q %q: in line with %+v", st, res.Header.Get(TicketHeader), body, wr)
+		}
+		if wr.poll < minPoll || wr.eta < 0 || wr.eta > 24*time.Hour {
+			t.Fatalf("%q %q: waits out of bounds: %+v", retry, body, wr)
+		}
+	})
+}
+
+// FuzzSolve solves challenges as a server (or anything pretending to be
+// one) sends them. Only the documented format is worked on, never harder
+// than the client's limit; a solution is the challenge, a dot and a
+// counter, whose SHA-256 starts with the challenge's number of zero bits,
+// and fits the server's 256 bytes.
+func FuzzSolve(f *testing.F) {
+	for _, c := range []string{"1.8.AAAAAAAAAAAAAAAAAAAAAA.GMYzZAA.x", "1.12.n.e.m", "1.13.n.e.m", "1.08.n.e.m",
+		"1.0.n", "2.8.n", "1.8", "1..", "1.-1.x", "1.+8.x", "1.8." + strings.Repeat("a", 300), ""} {
+		f.Add(c)
+	}
+	const maxBits = 12 // a few thousand hashes: fast enough to fuzz
+	f.Fuzz(func(t *testing.T, challenge string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		sol, err := solve(ctx, challenge, maxBits)
+		if err != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("%q: not solved in 10 s", challenge)
+			}
+			return
+		}
+		fields := strings.SplitN(challenge, ".", 3)
+		bits, _ := strconv.Atoi(fields[1])
+		counter, ok := strings.CutPrefix(sol, challenge+".")
+		if _, err := strconv.ParseUint(counter, 10, 64); !ok || err != nil || fields[0] != "1" ||
+			bits < 1 || bits > maxBits || strconv.Itoa(bits) != fields[1] || len(sol) > 256 {
+			t.Fatalf("%q solved as %q", challenge, sol)
+		}
+		sum := sha256.Sum256([]byte(sol))
+		if binary.BigEndian.Uint32(sum[:4])>>(32-bits) != 0 {
+			t.Fatalf("%q: %q has fewer than %d zero bits", challenge, sol, bits)
+		}
+	})
 }
