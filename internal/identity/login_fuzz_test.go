@@ -172,12 +172,9 @@ func FuzzLoginOTP(f *testing.F) {
 	})
 }
 
-// FuzzPasskeyFinish drives the customer's passkey step with fuzzed finish
-// bodies after a right password, for a customer with a registered passkey.
-// No body can answer the ceremony's fresh challenge, so every one is
-// refused with a 4xx problem document, sets no cookie, leaves the login
-// not done and the stored passkeys (their signature counters) as they were.
-func FuzzPasskeyFinish(f *testing.F) {
+// fuzzPasskeyEnv is a provider with passkeys on, where alice has logged in
+// with an SMS code in browser b and registered auth's passkey from it.
+func fuzzPasskeyEnv(f *testing.F) (*env, *webauthntest.Authenticator, *http.Client) {
 	var origin string
 	e := newEnv(f, func(c *Config) {
 		u, _ := url.Parse(c.Issuer)
@@ -185,17 +182,31 @@ func FuzzPasskeyFinish(f *testing.F) {
 		c.Passkeys = PasskeyConfig{RPID: "localhost", Origins: []string{origin}}
 	})
 	auth := webauthntest.New(origin)
-	if st, _ := e.registerPasskey(f, auth); st != http.StatusOK {
+	st, b := e.registerPasskey(f, auth)
+	if st != http.StatusOK {
 		f.Fatalf("register: %d", st)
 	}
+	return e, auth, b
+}
+
+// passkeyRegistry is the stored passkeys, credentials and counters.
+func (e *env) passkeyRegistry() []byte {
 	k := e.p.passkeys
-	registry := func() []byte {
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		b, _ := json.Marshal(k.users)
-		return b
-	}
-	stored := registry()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	b, _ := json.Marshal(k.users)
+	return b
+}
+
+// FuzzPasskeyFinish drives the customer's passkey step with fuzzed finish
+// bodies after a right password, for a customer with a registered passkey.
+// No body can answer the ceremony's fresh challenge, so every one is
+// refused with a 4xx problem document, sets no cookie, leaves the login
+// not done and the stored passkeys (their signature counters) as they were.
+func FuzzPasskeyFinish(f *testing.F) {
+	e, auth, _ := fuzzPasskeyEnv(f)
+	k := e.p.passkeys
+	stored := e.passkeyRegistry()
 	passkeyStep := func(t testing.TB) (fuzzLogin, string, json.RawMessage) {
 		l := e.fuzzLogin(t)
 		form := url.Values{"id": {l.id}, "username": {"alice"}, "password": {"alice-demo-2025"}}
@@ -251,8 +262,63 @@ func FuzzPasskeyFinish(f *testing.F) {
 		if e.done(l.id) {
 			t.Fatalf("%q completed the login", body)
 		}
-		if !bytes.Equal(registry(), stored) {
+		if !bytes.Equal(e.passkeyRegistry(), stored) {
 			t.Fatalf("%q changed the stored passkeys", body)
+		}
+	})
+}
+
+// FuzzPasskeyRegisterFinish drives the registration finish endpoint with
+// fuzzed bodies, from a browser that may register (a recent SMS login) and
+// has begun a registration. No body can answer the fresh challenge: each is
+// refused with a 4xx problem document, registers no passkey, and leaves no
+// registration open behind it.
+func FuzzPasskeyRegisterFinish(f *testing.F) {
+	e, auth, b := fuzzPasskeyEnv(f)
+	u, _ := url.Parse(e.issuer)
+	l := fuzzLogin{cookies: b.Jar.Cookies(u)}
+	stored := e.passkeyRegistry()
+	begin := func(t testing.TB) json.RawMessage {
+		rec := e.send(l, PathPasskeyRegisterBegin, "", "application/json", []byte("{}"))
+		var out struct {
+			PublicKey json.RawMessage `json:"publicKey"`
+		}
+		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil {
+			t.Fatalf("register begin: %d %s", rec.Code, rec.Body)
+		}
+		return out.PublicKey
+	}
+	// A real answer, to another ceremony, by another authenticator.
+	cred, err := webauthntest.New(auth.Origin).Create(begin(f))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{
+		string(cred),
+		string(cred) + "[]",
+		strings.Replace(string(cred), `"type":"public-key"`, `"type":"x"`, 1),
+		`{}`, `null`, ``, `[`,
+		`{"id":"AA","rawId":"AA","type":"public-key","response":{"clientDataJSON":"e30","attestationObject":"oA"}}`,
+		`{"id":"AA","rawId":"AA","type":"public-key","response":{"clientDataJSON":"e30","attestationObject":"o2NmbXRkbm9uZWdhdHRTdG10oGhhdXRoRGF0YUA"},"transports":["usb","\u0000"]}`,
+		strings.Repeat(`[`, 10000),
+	} {
+		f.Add(s)
+	}
+	k := e.p.passkeys
+	f.Fuzz(func(t *testing.T, body string) {
+		begin(t)
+		rec := e.send(l, PathPasskeyRegisterFinish, "", "application/json", []byte(body))
+		if rec.Code < 400 || rec.Code >= 500 || rec.Header().Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("%q: %d %q %s, want a 4xx problem document", body, rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+		}
+		if !bytes.Equal(e.passkeyRegistry(), stored) {
+			t.Fatalf("%q registered a passkey", body)
+		}
+		k.mu.Lock()
+		open := len(k.regs)
+		k.mu.Unlock()
+		if open != 0 {
+			t.Fatalf("%q left %d registrations open", body, open)
 		}
 	})
 }
