@@ -47,6 +47,12 @@ func (e *env) send(l fuzzLogin, path, q, contentType string, body []byte) *httpt
 	return rec
 }
 
+// alicePassword sends alice's right password to login l.
+func (e *env) alicePassword(l fuzzLogin) *httptest.ResponseRecorder {
+	form := url.Values{"id": {l.id}, "username": {"alice"}, "password": {"alice-demo-2025"}}
+	return e.send(l, PathLogin+"/password", "", formType, []byte(form.Encode()))
+}
+
 // formAsParsed reads body the way the login handlers do: an 8 KiB form.
 func formAsParsed(contentType string, body []byte) *http.Request {
 	req := httptest.NewRequest(http.MethodPost, PathLogin, bytes.NewReader(body))
@@ -151,8 +157,7 @@ func FuzzLoginOTP(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body, contentType string) {
 		l := e.fuzzLogin(t)
 		defer e.p.pending.remove(l.id)
-		form := url.Values{"id": {l.id}, "username": {"alice"}, "password": {"alice-demo-2025"}}
-		if rec := e.send(l, PathLogin+"/password", "", formType, []byte(form.Encode())); rec.Code != http.StatusOK {
+		if rec := e.alicePassword(l); rec.Code != http.StatusOK {
 			t.Fatalf("password step: %d", rec.Code)
 		}
 		code := e.sms.lastCode(t)
@@ -209,8 +214,7 @@ func FuzzPasskeyFinish(f *testing.F) {
 	stored := e.passkeyRegistry()
 	passkeyStep := func(t testing.TB) (fuzzLogin, string, json.RawMessage) {
 		l := e.fuzzLogin(t)
-		form := url.Values{"id": {l.id}, "username": {"alice"}, "password": {"alice-demo-2025"}}
-		if rec := e.send(l, PathLogin+"/password", "", formType, []byte(form.Encode())); rec.Code != http.StatusOK ||
+		if rec := e.alicePassword(l); rec.Code != http.StatusOK ||
 			!strings.Contains(rec.Body.String(), `data-mode="login"`) {
 			t.Fatalf("password step: %d, no passkey step", rec.Code)
 		}
