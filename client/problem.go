@@ -66,7 +66,11 @@ func isProblem(h http.Header) bool {
 // headers and body, received at now.
 func parseProblem(status int, h http.Header, body []byte, now time.Time) *Problem {
 	p := &Problem{}
-	if isProblem(h) && json.Unmarshal(body, p) == nil {
+	// Decoded aside: a document that fails half-way must not leave the
+	// members read before the failure (a type, say) on the problem.
+	var doc Problem
+	if isProblem(h) && json.Unmarshal(body, &doc) == nil {
+		*p = doc
 		var all map[string]json.RawMessage
 		if json.Unmarshal(body, &all) == nil {
 			for _, k := range []string{"type", "title", "status", "detail", "instance", "field"} {

@@ -2,6 +2,10 @@ package identity
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +80,39 @@ func FuzzDecodeRef(f *testing.F) {
 		if ok && s != good {
 			// Only references the process minted decode.
 			t.Fatalf("forged reference %q decoded to %+v", s, r)
+		}
+	})
+}
+
+// FuzzPickLang chooses the login page's language from what the browser
+// sends: the lang form field, the app's ui_locales, Accept-Language. The
+// answer is always French or English, and an explicit lang=fr or lang=en
+// wins over everything else.
+func FuzzPickLang(f *testing.F) {
+	for _, s := range [][3]string{
+		{"", "", "fr-FR,fr;q=0.9,en-US;q=0.8,en;q=0.7"},
+		{"", "en", "fr"},
+		{"en", "fr", "fr"},
+		{"de", "", "de-DE,de;q=0.9"},
+		{"", "en-GB fr", "*"},
+		{"", "", "en;q=0.5,fr;q=0.5"},
+		{"", "", "en;q=x,fr;q=2,;;;"},
+		{"", "", strings.Repeat("a-", 500)},
+		{"", "\xff", "zh-Hant-TW-u-nu-hanidec,en;q=0.1"},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	f.Fuzz(func(t *testing.T, formLang, uiLocale, acceptLanguage string) {
+		req := httptest.NewRequest(http.MethodGet, PathLogin+"?"+url.Values{"lang": {formLang}}.Encode(), nil)
+		if acceptLanguage != "" {
+			req.Header.Set("Accept-Language", acceptLanguage)
+		}
+		got := pickLang(req, uiLocale)
+		if got != "fr" && got != "en" || (formLang == "fr" || formLang == "en") && got != formLang {
+			t.Fatalf("lang %q, ui_locales %q, Accept-Language %q: %q", formLang, uiLocale, acceptLanguage, got)
+		}
+		if _, ok := messages[got]; !ok {
+			t.Fatalf("no messages in %q", got)
 		}
 	})
 }

@@ -41,7 +41,7 @@ func (f *fakeSMS) count() int {
 }
 
 // postJSON posts body (raw JSON) with the browser's cookies.
-func postJSON(t *testing.T, b *http.Client, u string, body []byte) (int, map[string]json.RawMessage) {
+func postJSON(t testing.TB, b *http.Client, u string, body []byte) (int, map[string]json.RawMessage) {
 	t.Helper()
 	if body == nil {
 		body = []byte("{}")
@@ -57,7 +57,7 @@ func postJSON(t *testing.T, b *http.Client, u string, body []byte) (int, map[str
 
 // registerPasskey logs alice in with password + SMS in a new browser, then
 // registers auth's passkey from that browser.
-func (e *env) registerPasskey(t *testing.T, auth *webauthntest.Authenticator) (int, *http.Client) {
+func (e *env) registerPasskey(t testing.TB, auth *webauthntest.Authenticator) (int, *http.Client) {
 	t.Helper()
 	b := e.browser(t)
 	e.loginForm(t, b, e.authURL(e.issuer+"/demo/callback", oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier()), "S256"),
@@ -65,7 +65,7 @@ func (e *env) registerPasskey(t *testing.T, auth *webauthntest.Authenticator) (i
 	return e.registerWith(t, b, auth), b
 }
 
-func (e *env) registerWith(t *testing.T, b *http.Client, auth *webauthntest.Authenticator) int {
+func (e *env) registerWith(t testing.TB, b *http.Client, auth *webauthntest.Authenticator) int {
 	t.Helper()
 	st, begin := postJSON(t, b, e.issuer+PathPasskeyRegisterBegin, nil)
 	if st != http.StatusOK {

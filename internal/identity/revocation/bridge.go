@@ -256,17 +256,23 @@ func (b *Bridge) receive(ctx context.Context) {
 				}
 			}
 		case *redis.Message:
-			var mm message
-			if err := json.Unmarshal([]byte(m.Payload), &mm); err != nil {
-				b.log.Warn("revocation message", "err", err)
-				continue
-			}
-			if mm.Node == b.opts.NodeID {
-				continue
-			}
-			b.apply(mm.ID, time.Unix(0, mm.Until))
+			b.received(m.Payload)
 		}
 	}
+}
+
+// received applies a message from the channel: anything that is not one of
+// ours, from another node, is dropped.
+func (b *Bridge) received(payload string) {
+	var mm message
+	if err := json.Unmarshal([]byte(payload), &mm); err != nil {
+		b.log.Warn("revocation message", "err", err)
+		return
+	}
+	if mm.Node == b.opts.NodeID {
+		return
+	}
+	b.apply(mm.ID, time.Unix(0, mm.Until))
 }
 
 // publish writes local revocations to Redis, retrying until it succeeds or
