@@ -195,9 +195,14 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 	if s.estate != nil {
 		sms = outboxSender{s.estate.SMS()}
 	}
+	keyStore, kek, err := s.openKeys(ctx)
+	if err != nil {
+		return err
+	}
 	icfg := identity.Config{
 		Issuer: issuer, DataDir: cfg.DataDir, Sessions: s.sessions, Users: s.users,
 		DerivedCustomers: cfg.Estate.Customers, SMS: sms, Logger: s.log.With("component", "identity"),
+		KeyStore: keyStore, KeyKEK: kek,
 	}
 	if s.scrubber != nil {
 		icfg.Observer, icfg.Limiter = s.scrubber, s.scrubber
