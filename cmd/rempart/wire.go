@@ -12,8 +12,6 @@ import (
 	"runtime"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rempart/rempart/internal/config"
 	"github.com/rempart/rempart/internal/estate"
@@ -214,11 +212,10 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 	s.closers = append(s.closers, s.identity.Close)
 	if cfg.Sessions.Backend == "redis" {
 		// Clustered: revocations reach every node through Redis pub/sub.
-		ro, err := goredis.ParseURL(cfg.Sessions.RedisURL)
+		rc, err := newRedis(cfg.Sessions.RedisURL, revocationRedisTimeout)
 		if err != nil {
 			return fmt.Errorf("revocations: %w", err)
 		}
-		rc := goredis.NewClient(ro)
 		br, err := revocation.Start(ctx, rc, s.identity.Verifier().Revocations(),
 			revocation.Options{Logger: s.log.With("component", "revocations")})
 		if err != nil {
