@@ -228,9 +228,10 @@ func (p *Provider) Close() error {
 
 func (p *Provider) routes() http.Handler {
 	mux := http.NewServeMux()
-	for _, path := range []string{PathKeys, PathToken, PathIntrospect, PathUserinfo, PathRevoke} {
+	for _, path := range []string{PathKeys, PathIntrospect, PathUserinfo, PathRevoke} {
 		mux.Handle(path, p.op)
 	}
+	mux.Handle(PathToken, p.storeOutage(p.op))
 	mux.Handle(PathAuthorize, p.bindBrowser(p.op))
 	mux.HandleFunc(PathAuthorize+"/callback", p.authorizeCallback)
 	mux.HandleFunc(PathEndSession, p.endSession)
