@@ -511,7 +511,11 @@ func (s *Set) PublicKey(ctx context.Context, kid string) (ed25519.PublicKey, err
 	if err == nil || !s.opts.Shared {
 		return k, err
 	}
-	s.missMu.Lock()
+	// One caller reloads; the others, and every caller inside
+	// MissReloadEvery, answer from memory without waiting for it.
+	if !s.missMu.TryLock() {
+		return s.Lookup(kid)
+	}
 	now := s.opts.Clock.Now()
 	if !s.lastMiss.IsZero() && now.Sub(s.lastMiss) < s.opts.MissReloadEvery {
 		s.missMu.Unlock()
