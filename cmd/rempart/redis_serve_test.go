@@ -1,10 +1,14 @@
 package main
 
 import (
+	"encoding/json"
+	"net/url"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/rempart/rempart/internal/config"
+	"github.com/rempart/rempart/internal/stall"
 )
 
 // TestServeWithRedisSessions starts the stack clustered: sessions in Redis and
@@ -32,5 +36,60 @@ func TestServeWithRedisSessions(t *testing.T) {
 	res, b = s.do(t, "GET", s.public+"/v1/accounts/A-bruno/balance", "", map[string]string{"Authorization": "Bearer " + tok})
 	if res.StatusCode != 403 {
 		t.Fatalf("bruno's balance with alice's token: %d %s", res.StatusCode, b)
+	}
+}
+
+// TestServeRedisStalled runs the stack on a Redis behind a proxy of the
+// test's own and stalls it, as a SIGSTOPped Redis would: /readyz keeps the
+// node in the balancer (200) and says redis is down, and an authenticated
+// read (verified at the edge, rate limited through Redis) is still served,
+// its shared limit falling back to the node's own.
+func TestServeRedisStalled(t *testing.T) {
+	raw := os.Getenv("REDIS_URL")
+	if raw == "" {
+		t.Skip("REDIS_URL not set: skipping the Redis-backed serve test")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := stall.New(t, u.Host)
+	u.Host = px.Addr()
+	cfg := config.Default()
+	cfg.Estate.Customers = 100_000
+	cfg.Sessions.Backend = "redis"
+	cfg.Sessions.RedisURL = u.String()
+	cfg.Scrub.RedisURL = u.String()
+	s := startServe(t, cfg)
+	t.Cleanup(px.Resume) // before serve stops: its shutdown flushes to Redis
+	tok := s.login(t, "alice", "alice-demo-2025", "+33 6 12 34 56 78")
+
+	readyz := func() (int, map[string]any) {
+		t.Helper()
+		res, b := s.do(t, "GET", s.ops+"/readyz", "", nil)
+		var body map[string]any
+		if err := json.Unmarshal(b, &body); err != nil {
+			t.Fatalf("readyz body %q: %v", b, err)
+		}
+		return res.StatusCode, body
+	}
+	if code, body := readyz(); code != 200 || body["status"] != "ready" {
+		t.Fatalf("readyz before the stall: %d %v", code, body)
+	}
+	px.Stall()
+	code, body := readyz()
+	deps, _ := body["dependencies"].(map[string]any)
+	redis, _ := deps["redis"].(map[string]any)
+	if code != 200 || body["status"] != "degraded" || redis["status"] != "down" {
+		t.Fatalf("readyz with Redis stalled: %d %v, want 200 degraded with redis down", code, body)
+	}
+	start := time.Now()
+	res, b := s.do(t, "GET", s.public+"/v1/accounts/A-alice/balance", "", map[string]string{"Authorization": "Bearer " + tok})
+	if res.StatusCode != 200 {
+		t.Fatalf("balance with Redis stalled: %d %s", res.StatusCode, b)
+	}
+	// Loose on purpose (a shared machine): go-redis's defaults cost 5 s.
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("balance with Redis stalled took %v", d)
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net/http"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/rempart/rempart/internal/identity"
 	"github.com/rempart/rempart/internal/scrub"
 	"github.com/rempart/rempart/internal/scrub/clock"
@@ -42,11 +40,10 @@ func (s *stack) buildScrubber() error {
 		Detection:  scrub.Detection{WarmUp: cfg.WarmUp},
 	}
 	if cfg.RedisURL != "" {
-		ro, err := goredis.ParseURL(cfg.RedisURL)
+		rc, err := newRedis(cfg.RedisURL, scrubRedisTimeout)
 		if err != nil {
 			return fmt.Errorf("scrub.redis_url: %w", err)
 		}
-		rc := goredis.NewClient(ro)
 		s.closers = append(s.closers, rc.Close)
 		local := ratelimit.NewLocal(clock.System{}, ratelimit.LocalOptions{})
 		opts.Limiter = ratelimit.NewShared(ratelimit.NewRedis(rc, "rempart:scrub:"), local, clock.System{}, ratelimit.SharedOptions{})

@@ -116,7 +116,7 @@ func serve(ctx context.Context, cfg *config.Config, started func(public, ops str
 	}
 	srv := &gateway.Server{Public: gw, Ops: st.admins.RequireAdmin(st.ops), Metrics: st.metrics.Handler(),
 		PublicAddr: cfg.Listen, OpsAddr: cfg.OpsListen, DrainTimeout: cfg.DrainTimeout, Logger: log,
-		TLS: st.trust.tls, Plaintext: st.trust.plaintext}
+		TLS: st.trust.tls, Plaintext: st.trust.plaintext, Dependencies: st.dependencies()}
 	if err := srv.Listen(); err != nil {
 		return err
 	}

@@ -13,8 +13,6 @@ import (
 	"runtime"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rempart/rempart/internal/config"
 	"github.com/rempart/rempart/internal/estate"
@@ -199,10 +197,14 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 	if s.estate != nil {
 		sms = outboxSender{s.estate.SMS()}
 	}
+	keyStore, kek, err := s.openKeys(ctx)
+	if err != nil {
+		return err
+	}
 	icfg := identity.Config{
 		Issuer: issuer, DataDir: cfg.DataDir, Sessions: s.sessions, Users: s.users,
 		DerivedCustomers: cfg.Estate.Customers, SMS: sms, Logger: s.log.With("component", "identity"),
-		Registerer: s.metrics.Registry,
+		Registerer: s.metrics.Registry, KeyStore: keyStore, KeyKEK: kek,
 	}
 	if s.scrubber != nil {
 		icfg.Observer, icfg.Limiter = s.scrubber, loginLimiter{s.scrubber}
@@ -214,11 +216,10 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 	s.closers = append(s.closers, s.identity.Close)
 	if cfg.Sessions.Backend == "redis" {
 		// Clustered: revocations reach every node through Redis pub/sub.
-		ro, err := goredis.ParseURL(cfg.Sessions.RedisURL)
+		rc, err := newRedis(cfg.Sessions.RedisURL, revocationRedisTimeout)
 		if err != nil {
 			return fmt.Errorf("revocations: %w", err)
 		}
-		rc := goredis.NewClient(ro)
 		br, err := revocation.Start(ctx, rc, s.identity.Verifier().Revocations(),
 			revocation.Options{Logger: s.log.With("component", "revocations")})
 		if err != nil {

@@ -75,6 +75,10 @@ type RedisCounter struct {
 
 var _ Counter = (*RedisCounter)(nil)
 
+// redisTimeout is the client's own bound on a call, matching the stand-in's
+// default SharedTimeout: it applies when a caller has no deadline.
+const redisTimeout = 50 * time.Millisecond
+
 // OpenRedisCounter connects to the Redis at url (redis:// or rediss://).
 // The caller's deadline bounds every call: go-redis would otherwise wait out
 // its own 5s read timeout on a Redis that accepts and never answers.
@@ -84,6 +88,16 @@ func OpenRedisCounter(url string, o RedisOptions) (*RedisCounter, error) {
 		return nil, fmt.Errorf("stand-in redis: %w", err)
 	}
 	opts.ContextTimeoutEnabled = true
+	// The client's own bounds, for a caller without a deadline; dialling
+	// and the pool wait get more (see session/redis.ClientOptions for why).
+	for _, d := range []struct {
+		p *time.Duration
+		v time.Duration
+	}{{&opts.ReadTimeout, redisTimeout}, {&opts.WriteTimeout, redisTimeout}, {&opts.DialTimeout, 5 * redisTimeout}, {&opts.PoolTimeout, 5 * redisTimeout}} {
+		if *d.p == 0 {
+			*d.p = d.v
+		}
+	}
 	// A retry would come after the deadline that matters has passed.
 	opts.MaxRetries = -1
 	opts.DialerRetries = 1

@@ -22,6 +22,9 @@ import (
 	"github.com/rempart/rempart/internal/tier"
 )
 
+// envName matches an environment variable name.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 // InProcess is the upstream URL that means "the simulated estate running in
 // this process": no network hop, same behaviour.
 const InProcess = "in-process"
@@ -248,6 +251,30 @@ type Identity struct {
 	// time: 2), about 26 ms of one core per check; lower it only to size a
 	// drill to a small machine, never in production.
 	PasswordHash PasswordHash `yaml:"password_hash"`
+	// Keys chooses where the signing keys and the device-cookie key live.
+	Keys IdentityKeys `yaml:"keys"`
+}
+
+// IdentityKeys chooses the store of the provider's signing keys (and of the
+// device-cookie key). Nodes of a cluster must share it: a token signed by one
+// node is then accepted by every node, and all publish the same JWKS.
+type IdentityKeys struct {
+	// Backend is "file" (default: data_dir/identity/keys.json, one node's
+	// own) or "postgres" (one row every node shares; exactly one node
+	// rotates, the others reload the set every minute and on an unknown key
+	// id).
+	Backend string `yaml:"backend"`
+	// DatabaseURL is the PostgreSQL to use with backend postgres. Default
+	// journal.database_url.
+	DatabaseURL string `yaml:"database_url"`
+	// KEKEnv names the environment variable holding the key-encryption key
+	// that seals the set at rest (AES-256-GCM): base64 of 32 random bytes,
+	// e.g. `head -c 32 /dev/urandom | base64`, the same on every node.
+	// Default REMPART_KEYS_KEK. Required with backend postgres (rempart
+	// refuses to start without it); with backend file, keys.json is sealed
+	// when the variable is set. Lose it and every token must be reissued:
+	// back it up apart from the database.
+	KEKEnv string `yaml:"kek_env"`
 }
 
 // PasswordHash is an argon2id cost; zero fields take OWASP's.
@@ -370,6 +397,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.Journal.Backend == "" {
 		c.Journal.Backend = "sqlite"
+	}
+	if c.Identity.Keys.Backend == "" {
+		c.Identity.Keys.Backend = "file"
+	}
+	if c.Identity.Keys.Backend == "postgres" && c.Identity.Keys.DatabaseURL == "" {
+		c.Identity.Keys.DatabaseURL = c.Journal.DatabaseURL
+	}
+	if c.Identity.Keys.KEKEnv == "" {
+		c.Identity.Keys.KEKEnv = "REMPART_KEYS_KEK"
 	}
 	if c.Journal.ReplayRate == 0 {
 		c.Journal.ReplayRate = 50
@@ -894,6 +930,18 @@ func (c *Config) validate() []*Error {
 		if u, err := url.Parse(c.Scrub.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 			bad("scrub.redis_url", "%q must be a redis:// or rediss:// URL", c.Scrub.RedisURL)
 		}
+	}
+	switch c.Identity.Keys.Backend {
+	case "file":
+	case "postgres":
+		if u, err := url.Parse(c.Identity.Keys.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			bad("identity.keys.database_url", "%q must be a postgres:// URL when backend is postgres (default journal.database_url)", c.Identity.Keys.DatabaseURL)
+		}
+	default:
+		bad("identity.keys.backend", "%q must be file or postgres", c.Identity.Keys.Backend)
+	}
+	if !envName.MatchString(c.Identity.Keys.KEKEnv) {
+		bad("identity.keys.kek_env", "%q must be an environment variable name such as REMPART_KEYS_KEK", c.Identity.Keys.KEKEnv)
 	}
 	switch c.Journal.Backend {
 	case "sqlite":

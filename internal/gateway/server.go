@@ -28,6 +28,9 @@ type Server struct {
 	// Plaintext admits plain HTTP beside TLS from the peers it accepts
 	// (loopback for demos and drills, or the TLS-terminating balancers).
 	Plaintext func(netip.Addr) bool
+	// Dependencies are checked on every /readyz and reported in its body;
+	// one down makes the node "degraded", not unready (see readiness.go).
+	Dependencies []Dependency
 
 	ready    atomic.Bool
 	publicLn net.Listener
@@ -76,15 +79,7 @@ func (s *Server) Run(ctx context.Context) error {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
-	ops.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if !s.ready.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			w.Write([]byte("not ready\n"))
-			return
-		}
-		w.Write([]byte("ready\n"))
-	})
+	ops.HandleFunc("GET /readyz", s.readyz)
 	if s.Metrics != nil {
 		ops.Handle("GET /metrics", s.Metrics)
 	}

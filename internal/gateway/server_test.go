@@ -21,14 +21,14 @@ type running struct {
 	httpClient *http.Client
 }
 
-func run(t *testing.T, public http.Handler, drain time.Duration) *running {
+func run(t *testing.T, public http.Handler, drain time.Duration, deps ...Dependency) *running {
 	t.Helper()
 	ops := http.NewServeMux()
 	ops.HandleFunc("GET /ops/hello", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hello") })
 	srv := &Server{
 		Public: public, Ops: ops,
 		Metrics:    http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "metrics") }),
-		PublicAddr: "127.0.0.1:0", OpsAddr: "127.0.0.1:0", DrainTimeout: drain,
+		PublicAddr: "127.0.0.1:0", OpsAddr: "127.0.0.1:0", DrainTimeout: drain, Dependencies: deps,
 	}
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
@@ -76,7 +76,7 @@ func TestServerEndpoints(t *testing.T) {
 		body      string
 	}{
 		{"healthz", r.ops + "/healthz", 200, "ok\n"},
-		{"readyz", r.ops + "/readyz", 200, "ready\n"},
+		{"readyz", r.ops + "/readyz", 200, `{"status":"ready"}` + "\n"},
 		{"metrics", r.ops + "/metrics", 200, "metrics"},
 		{"extra ops route", r.ops + "/ops/hello", 200, "hello"},
 		{"public", r.public + "/anything", 200, `{"ok":true}` + "\n"},

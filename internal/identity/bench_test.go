@@ -58,7 +58,7 @@ func BenchmarkIssueRefresh(b *testing.B) {
 }
 
 func benchToken(b *testing.B, cache int) (*Verifier, string) {
-	set, err := keys.Open(keys.Options{})
+	set, err := keys.Open(context.Background(), keys.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

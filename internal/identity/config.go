@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rempart/rempart/internal/identity/keys"
 	"github.com/rempart/rempart/internal/identity/users"
 	"github.com/rempart/rempart/internal/session"
 )
@@ -30,10 +31,18 @@ type Config struct {
 	// Audience is the "aud" of access tokens: the resource the gateway
 	// serves. Default "rempart".
 	Audience string
-	// DataDir keeps the signing keys (keys.json) and the device-cookie key
-	// (device.key). Empty keeps both in memory: a restart then invalidates
-	// every token and device cookie.
+	// DataDir keeps the signing keys and the device-cookie key
+	// (identity/keys.json) unless KeyStore is set. Empty keeps both in
+	// memory: a restart then invalidates every token and device cookie.
 	DataDir string
+	// KeyStore, when set, keeps the signing keys and the device-cookie key
+	// instead of DataDir: a store the nodes of a cluster share (see
+	// keys/postgres), so that all of them sign and publish the same keys.
+	// It needs KeyKEK.
+	KeyStore keys.Store
+	// KeyKEK is the key-encryption key (32 bytes, AES-256-GCM) the key set
+	// is sealed with in its store; optional for the file in DataDir.
+	KeyKEK []byte
 	// Sessions stores browser sessions and grants (refresh-token families).
 	// Nil opens an in-memory store that does not survive a restart.
 	Sessions session.Store

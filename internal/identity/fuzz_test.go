@@ -13,7 +13,7 @@ import (
 )
 
 func fuzzVerifier(t testing.TB) (*Verifier, keys.Key) {
-	set, err := keys.Open(keys.Options{})
+	set, err := keys.Open(context.Background(), keys.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,7 +105,7 @@ func (gs *grants) create(ctx context.Context, a *authRequest, withRefresh bool) 
 		ID: grantPrefix + a.grant, Subject: a.subject, ClientID: a.clientID, AMR: a.amr,
 		CreatedAt: now, ExpiresAt: exp, IdleTimeout: gs.idle, Attrs: attrs,
 	}
-	if err := gs.store.Create(ctx, g); err != nil {
+	if err := storeErr(ctx, gs.store.Create(ctx, g)); err != nil {
 		return "", fmt.Errorf("store grant: %w", err)
 	}
 	if !withRefresh {
@@ -121,7 +121,7 @@ func (gs *grants) issueRefresh(ctx context.Context, grantID string, exp time.Tim
 		ID: refreshPrefixStore + b64.EncodeToString(h[:]), Subject: grantPrefix + grantID,
 		CreatedAt: gs.now(), ExpiresAt: exp,
 	}
-	if err := gs.store.Create(ctx, rec); err != nil {
+	if err := storeErr(ctx, gs.store.Create(ctx, rec)); err != nil {
 		return "", fmt.Errorf("store refresh token: %w", err)
 	}
 	return tok, nil
@@ -144,7 +144,7 @@ func refreshRecordID(tok string) string {
 // get returns the live grant with the id.
 func (gs *grants) get(ctx context.Context, id string) (grant, error) {
 	s, err := gs.store.Get(ctx, grantPrefix+id)
-	if errors.Is(err, session.ErrNotFound) {
+	if errors.Is(storeErr(ctx, err), session.ErrNotFound) {
 		return grant{}, ErrGrantGone
 	}
 	if err != nil {
@@ -168,7 +168,7 @@ func (gs *grants) lookup(ctx context.Context, tok string) (grant, error) {
 	if err != nil {
 		return grant{}, err
 	}
-	if _, err := gs.store.Get(ctx, refreshRecordID(tok)); errors.Is(err, session.ErrNotFound) {
+	if _, err := gs.store.Get(ctx, refreshRecordID(tok)); errors.Is(storeErr(ctx, err), session.ErrNotFound) {
 		return grant{}, errReuse
 	} else if err != nil {
 		return grant{}, err
@@ -180,12 +180,12 @@ func (gs *grants) lookup(ctx context.Context, tok string) (grant, error) {
 // rotate spends tok and issues its successor. Of two concurrent rotations
 // of the same token only one Delete succeeds; the other is reuse.
 func (gs *grants) rotate(ctx context.Context, g *grant, tok string) (string, error) {
-	if err := gs.store.Delete(ctx, refreshRecordID(tok)); errors.Is(err, session.ErrNotFound) {
+	if err := storeErr(ctx, gs.store.Delete(ctx, refreshRecordID(tok))); errors.Is(err, session.ErrNotFound) {
 		return "", errReuse
 	} else if err != nil {
 		return "", err
 	}
-	if _, err := gs.store.Touch(ctx, grantPrefix+g.id); err != nil {
+	if _, err := gs.store.Touch(ctx, grantPrefix+g.id); storeErr(ctx, err) != nil {
 		if errors.Is(err, session.ErrNotFound) {
 			return "", ErrGrantGone
 		}

@@ -15,11 +15,12 @@ import (
 	"github.com/rempart/rempart/internal/identity/keys"
 )
 
-// localKeys reads the provider's own key set: no I/O at all.
+// localKeys reads the provider's own key set: no I/O, but for a shared set's
+// rate-limited reload on an unknown key id.
 type localKeys struct{ set *keys.Set }
 
-func (l localKeys) PublicKey(_ context.Context, kid string) (ed25519.PublicKey, error) {
-	return l.set.Lookup(kid)
+func (l localKeys) PublicKey(ctx context.Context, kid string) (ed25519.PublicKey, error) {
+	return l.set.PublicKey(ctx, kid)
 }
 
 // RemoteKeys fetches a provider's JWKS over HTTP and keeps it; an unknown

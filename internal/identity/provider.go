@@ -75,12 +75,18 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	// A retired key stays published as long as anything it signed can live,
 	// plus a minute for verifiers' clocks.
 	retain := max(cfg.AccessTokenTTL, cfg.IDTokenTTL) + time.Minute
-	if p.keys, err = keys.Open(keys.Options{Dir: keyDir, RotateEvery: cfg.KeyRotateEvery, RetainFor: retain, Clock: clockFunc(cfg.Now)}); err != nil {
+	// The device-cookie key lives in the key set; a device.key of an older
+	// rempart is kept, so its device cookies stay valid.
+	legacyDevice, err := readSecret(keyDir, "device.key")
+	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
-	if p.deviceKey, err = loadSecret(keyDir, "device.key"); err != nil {
-		return nil, fmt.Errorf("identity: %w", err)
+	if p.keys, err = keys.Open(ctx, keys.Options{Store: cfg.KeyStore, Dir: keyDir, KEK: cfg.KeyKEK,
+		Shared: cfg.KeyStore != nil, DeviceKey: legacyDevice, RotateEvery: cfg.KeyRotateEvery,
+		RetainFor: retain, Clock: clockFunc(cfg.Now), Logger: cfg.Logger.With("component", "keys")}); err != nil {
+		return nil, fmt.Errorf("identity: signing keys: %w", err)
 	}
+	p.deviceKey = p.keys.DeviceKey()
 	if p.refKey, err = loadSecret("", ""); err != nil {
 		return nil, err
 	}
@@ -160,6 +166,21 @@ type clockFunc func() time.Time
 
 func (f clockFunc) Now() time.Time { return f() }
 
+// readSecret reads a 32-byte secret from dir/name; nil when there is none.
+func readSecret(dir, name string) ([]byte, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if errors.Is(err, os.ErrNotExist) || (err == nil && len(b) != 32) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return b, nil
+}
+
 // loadSecret reads a 32-byte secret from dir/name, creating it (mode 0600)
 // when missing; with no dir the secret lives in memory only.
 func loadSecret(dir, name string) ([]byte, error) {
@@ -208,6 +229,7 @@ func (p *Provider) Keys() *keys.Set { return p.keys }
 
 // Close releases the session store when the provider opened it.
 func (p *Provider) Close() error {
+	p.keys.Close()
 	if p.closeSess {
 		return p.sessions.Close()
 	}
@@ -216,9 +238,10 @@ func (p *Provider) Close() error {
 
 func (p *Provider) routes() http.Handler {
 	mux := http.NewServeMux()
-	for _, path := range []string{PathKeys, PathToken, PathIntrospect, PathUserinfo, PathRevoke} {
+	for _, path := range []string{PathKeys, PathIntrospect, PathUserinfo, PathRevoke} {
 		mux.Handle(path, p.op)
 	}
+	mux.Handle(PathToken, p.storeOutage(p.op))
 	mux.Handle(PathAuthorize, p.bindBrowser(p.op))
 	mux.HandleFunc(PathAuthorize+"/callback", p.authorizeCallback)
 	mux.HandleFunc(PathEndSession, p.endSession)

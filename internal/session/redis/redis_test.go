@@ -54,7 +54,9 @@ func TestConformance(t *testing.T) {
 	url := redisURL(t)
 	caps := sessiontest.Capabilities{RealTime: true}
 	sessiontest.RunTestsWith(t, caps, func(t *testing.T, _ *sessiontest.FakeClock) session.Store {
-		return newTestStore(t, url, Options{})
+		// The contract, not the timing (stall_test.go): the machine is
+		// shared, and -race slows it.
+		return newTestStore(t, url, Options{Timeout: 2 * time.Second})
 	})
 }
 

@@ -22,7 +22,17 @@ type Options struct {
 	// evicts the subject's oldest beyond it. Zero means
 	// session.DefaultMaxPerSubject.
 	MaxPerSubject int
+	// Timeout bounds each read and write of Open's client (see
+	// ClientOptions). Zero means DefaultTimeout. The caller's deadline,
+	// when shorter, wins.
+	Timeout time.Duration
 }
+
+// DefaultTimeout bounds a session call: a login or a refresh makes a few in
+// sequence, each well under a millisecond on a healthy Redis, so a stalled
+// one costs the request at most this before the provider answers 503
+// (go-redis would otherwise wait out its own 3-5 s defaults, then retry).
+const DefaultTimeout = 100 * time.Millisecond
 
 // Store is the Redis session.Store.
 //
@@ -67,9 +77,12 @@ func New(c *goredis.Client, opts Options) *Store {
 // Open connects to the Redis at url (redis://host:port/db, see
 // goredis.ParseURL), checks it answers and returns a store on it.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
-	o, err := goredis.ParseURL(url)
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	o, err := ClientOptions(url, opts.Timeout)
 	if err != nil {
-		return nil, fmt.Errorf("parse redis url: %w", err)
+		return nil, err
 	}
 	c := goredis.NewClient(o)
 	if err := c.Ping(ctx).Err(); err != nil {
@@ -77,6 +90,35 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("ping redis: %w", err)
 	}
 	return New(c, opts), nil
+}
+
+// ClientOptions parses a Redis URL into options that fail fast: every call
+// bounded by the caller's context (ContextTimeoutEnabled), reads and writes
+// by timeout, dialling and the pool wait by five times timeout, where the URL
+// does not set them (dial_timeout, pool_timeout, read_timeout,
+// write_timeout), and no retries (a retry would come after the deadline that
+// matters). A stopped Redis still accepts connections (its kernel does) and
+// holds a pooled connection no longer than a read, so reads are what it
+// stalls; a dial or a pool wait past timeout is a saturated node's scheduler
+// more often than Redis, and failing it would turn a busy node's logins into
+// errors (seen at 100 ms in the conformance tests under -race).
+func ClientOptions(url string, timeout time.Duration) (*goredis.Options, error) {
+	o, err := goredis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	o.ContextTimeoutEnabled = true
+	for _, d := range []struct {
+		p *time.Duration
+		v time.Duration
+	}{{&o.ReadTimeout, timeout}, {&o.WriteTimeout, timeout}, {&o.DialTimeout, 5 * timeout}, {&o.PoolTimeout, 5 * timeout}} {
+		if *d.p == 0 {
+			*d.p = d.v
+		}
+	}
+	o.MaxRetries = -1
+	o.DialerRetries = 1
+	return o, nil
 }
 
 func (s *Store) sessionKey(id string) string      { return s.prefix + "s:" + id }
