@@ -19,15 +19,18 @@ const DeviceCookieName = "rempart_device"
 // except issued (Unix seconds); mac is HMAC-SHA256 over the rest under the
 // provider's device key.
 func (p *Provider) deviceCookieValue(account string, issued time.Time) string {
-	v, _ := p.newDeviceCookie(account, issued)
+	v, _ := p.newDeviceCookie(account, issued, "")
 	return v
 }
 
-// newDeviceCookie returns a fresh cookie value and its nonce.
-func (p *Provider) newDeviceCookie(account string, issued time.Time) (value, nonce string) {
-	nonce = randomID(16)
-	body := b64.EncodeToString([]byte(account)) + "." + nonce + "." + strconv.FormatInt(issued.Unix(), 10)
-	return body + "." + b64.EncodeToString(p.deviceMAC(body)), nonce
+// newDeviceCookie returns a cookie value for account with the nonce (a
+// fresh one when empty), and the nonce.
+func (p *Provider) newDeviceCookie(account string, issued time.Time, nonce string) (value, n string) {
+	if n = nonce; n == "" {
+		n = randomID(16)
+	}
+	body := b64.EncodeToString([]byte(account)) + "." + n + "." + strconv.FormatInt(issued.Unix(), 10)
+	return body + "." + b64.EncodeToString(p.deviceMAC(body)), n
 }
 
 func (p *Provider) deviceMAC(body string) []byte {
@@ -97,10 +100,13 @@ func (p *Provider) checkDeviceCookie(v, account string) (nonce string, ok bool) 
 	return d.nonce, true
 }
 
-// setDeviceCookie gives the browser a fresh device cookie for account and
-// returns its nonce (the key of the device's backup snapshot).
-func (p *Provider) setDeviceCookie(w http.ResponseWriter, account string) string {
-	v, nonce := p.newDeviceCookie(account, p.cfg.Now())
+// setDeviceCookie gives the browser a device cookie for account, issued
+// now, and returns its nonce (the key of the device's backup snapshot). A
+// browser that already holds a valid one for the account keeps its nonce:
+// one device, one snapshot.
+func (p *Provider) setDeviceCookie(w http.ResponseWriter, r *http.Request, account string) string {
+	keep, _ := p.deviceNonce(r, account)
+	v, nonce := p.newDeviceCookie(account, p.cfg.Now(), keep)
 	http.SetCookie(w, &http.Cookie{
 		Name: DeviceCookieName, Value: v, Path: "/",
 		MaxAge: int(p.cfg.DeviceCookieTTL / time.Second), HttpOnly: true, SameSite: http.SameSiteLaxMode,

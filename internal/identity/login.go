@@ -712,7 +712,7 @@ func (p *Provider) loginOTP(w http.ResponseWriter, r *http.Request) {
 		p.startBrowserSession(w, r, u, append(amr, amrBackup))
 	} else {
 		p.startBrowserSession(w, r, u, amr)
-		p.takeSnapshot(r.Context(), u, p.setDeviceCookie(w, u.ID))
+		p.takeSnapshot(r.Context(), u, p.setDeviceCookie(w, r, u.ID))
 	}
 	http.Redirect(w, r, PathAuthorize+"/callback?id="+url.QueryEscape(a.id), http.StatusSeeOther)
 }

@@ -365,10 +365,15 @@ func (p *Provider) passkeyFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := p.cfg.Now()
+	var amr []string
 	err = p.pending.update(a.id, func(s *authRequest) error {
 		s.otpHash = [32]byte{}
 		s.done, s.subject, s.authTime = true, u.ID, now
-		s.amr = passkeyAMR
+		s.amr = slices.Clone(passkeyAMR)
+		if s.backup {
+			s.amr, s.acr = append(s.amr, amrBackup), acrBackup
+		}
+		amr = s.amr
 		s.profile = map[string]string{attrName: u.Name, attrPhone: u.Phone, attrEmail: u.Email}
 		s.grant = randomID(16)
 		return nil
@@ -379,8 +384,10 @@ func (p *Provider) passkeyFinish(w http.ResponseWriter, r *http.Request) {
 	}
 	p.observe(RouteLoginPasskey, addr, u.ID, true, device)
 	p.log.InfoContext(r.Context(), "login", slog.String("account", u.ID), slog.String("client", addr.String()), slog.Bool("device", device), slog.String("factor", "passkey"))
-	p.startBrowserSession(w, r, u, passkeyAMR)
-	p.setDeviceCookie(w, u.ID)
+	p.startBrowserSession(w, r, u, amr)
+	if !slices.Contains(amr, amrBackup) {
+		p.takeSnapshot(r.Context(), u, p.setDeviceCookie(w, r, u.ID))
+	}
 	writeJSONStatus(w, http.StatusOK, map[string]string{"redirect": PathAuthorize + "/callback?id=" + url.QueryEscape(a.id)})
 }
 
