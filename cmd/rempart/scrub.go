@@ -19,7 +19,7 @@ func (s *stack) buildScrubber() error {
 		// Parsed once, with the partners' trust (buildTrust runs first).
 		TrustedProxies:   s.trust.proxies,
 		LoginRoutes:      []string{identity.RouteLoginPassword, identity.RouteLoginOTP},
-		LoginStartRoutes: []string{routeAuthorize, routeLoginPage},
+		LoginStartRoutes: []string{routeAuthorize, routeLoginPage, routeCallback, routeToken},
 		InsecureCookies:  true, // the default listener is plain HTTP on loopback
 		// A device cookie counts only for a login to its own account.
 		Device: func(r *http.Request) string {

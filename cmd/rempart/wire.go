@@ -317,6 +317,18 @@ const outboxStatusUpstream = "outbox-status"
 const (
 	routeAuthorize = "oidc-authorize"
 	routeLoginPage = "login"
+	// routeCallback ends a login: the provider's redirect back to the app,
+	// which needs the flow cookie of a login that passed both factors. A
+	// device cookie vouches for it like for the start of the login, or an
+	// attack on the OAuth endpoints would challenge customers on their own
+	// phone at the very last step.
+	routeCallback = "oidc-callback"
+	// routeToken is the token endpoint. A retry storm of apps exchanging
+	// codes and refreshing looks like an attack to the scrubber (a surge
+	// with no sessions it can see: they are in the bodies); a device cookie
+	// vouches for the app that holds one there too, so customers on their
+	// own phone are not sent proof-of-work at the code exchange.
+	routeToken = "oidc-token"
 )
 
 // identityRoutes are the provider's endpoints and their tiers: token refresh
@@ -327,8 +339,9 @@ func identityRoutes() []config.Route {
 	return []config.Route{
 		{Name: "oidc-discovery", Match: "GET /.well-known/openid-configuration", Tier: "important", Upstream: up},
 		{Name: "oidc-keys", Match: "GET /keys", Tier: "important", Upstream: up},
-		{Name: "oidc-token", Match: "POST /oauth/token", Tier: "important", Upstream: up},
+		{Name: routeToken, Match: "POST /oauth/token", Tier: "important", Upstream: up},
 		{Name: routeAuthorize, Match: "/oauth/authorize", Tier: "sheddable", Upstream: up},
+		{Name: routeCallback, Match: "GET /oauth/authorize/callback", Tier: "sheddable", Upstream: up},
 		{Name: "oidc-endpoints", Match: "/oauth/", Tier: "important", Upstream: up},
 		{Name: routeLoginPage, Match: "GET /login", Tier: "sheddable", Upstream: up},
 		{Name: identity.RouteLoginPassword, Match: "POST /login/password", Tier: "sheddable", Upstream: up},

@@ -91,7 +91,7 @@ type Config struct {
 	// snapshot instead (default 1 s; others wait LoginTimeout).
 	BackupAfter time.Duration
 	// DirectoryBreakerDelay is how long the user directory's breaker stays
-	// open before one login tries the directory again (default 5 s).
+	// open before one login tries the directory again (default 2 s).
 	DirectoryBreakerDelay time.Duration
 	// Registerer, when set, receives the provider's metrics.
 	Registerer prometheus.Registerer
@@ -145,7 +145,7 @@ func (c *Config) setDefaults() error {
 	if c.BackupWindow == 0 { // negative: off
 		c.BackupWindow = 72 * time.Hour
 	}
-	def(&c.DirectoryBreakerDelay, 5*time.Second)
+	def(&c.DirectoryBreakerDelay, 2*time.Second)
 	def(&c.BackupAfter, time.Second)
 	def(&c.OTPTTL, 5*time.Minute)
 	def(&c.DeviceCookieTTL, 180*24*time.Hour)

@@ -24,6 +24,7 @@ import (
 	"github.com/rempart/rempart/internal/identity/users"
 	"github.com/rempart/rempart/internal/request"
 	"github.com/rempart/rempart/internal/session"
+	"github.com/rempart/rempart/internal/waitroom"
 )
 
 // Cookies of the login flow.
@@ -512,7 +513,16 @@ func (p *Provider) loginPassword(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		// The directory is stuck or failing: this new login waits, with an
 		// honest estimate, while customers holding sessions carry on.
-		p.log.WarnContext(r.Context(), "user directory unavailable for login", slog.String("account", account), slog.Any("err", err))
+		if errors.Is(err, errDirectoryOpen) {
+			// The breaker logged its opening once; not once per login.
+			p.log.DebugContext(r.Context(), "user directory breaker open: login without a backup snapshot refused", slog.String("account", account))
+			// Answered at once, without the directory: the login service is
+			// degraded, not saturated (the waiting room must not slow the
+			// backup path's line for it).
+			w.Header().Set(waitroom.DegradedHeader, "directory")
+		} else {
+			p.log.WarnContext(r.Context(), "user directory unavailable for login", slog.String("account", account), slog.Any("err", err))
+		}
 		secs := 30
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		page.Error = fmt.Sprintf(t["busy"], secs)

@@ -700,6 +700,13 @@ func pruneQueue(q *[]usedEntry, h *int, cut time.Time, forget func(uint64)) {
 	}
 }
 
+// DegradedHeader, on a backend's 5xx or 429, marks a refusal the backend
+// chose on purpose and gave at once — the identity provider telling a login
+// without a backup snapshot that the directory is down — rather than
+// saturation: the room does not slow the line for it. Only the backend sets
+// it, on its own answers.
+const DegradedHeader = "Rempart-Degraded"
+
 // serve lets an admitted request through and measures how the backend
 // answered it.
 func (r *Room) serve(w http.ResponseWriter, req *http.Request, next http.Handler, d decision) {
@@ -720,6 +727,9 @@ func (r *Room) serve(w http.ResponseWriter, req *http.Request, next http.Handler
 			code = http.StatusInternalServerError
 		case code == 0:
 			code = http.StatusOK // returned without writing: net/http sends 200
+		case failed(code) && w.Header().Get(DegradedHeader) != "":
+			// A refusal the backend chose, promptly: not saturation.
+			code = http.StatusOK
 		}
 		end := r.opts.Clock.Now()
 		r.done(end, end.Sub(start), code)
