@@ -36,6 +36,14 @@ func TestCancellableRoute(t *testing.T) {
 			w.WriteHeader(http.StatusGatewayTimeout)
 			return
 		}
+		if r.URL.Path == "/cut" {
+			// As httputil.ReverseProxy does when the deadline cuts the
+			// upstream's body short.
+			w.WriteHeader(http.StatusOK)
+			w.Write([]byte("part"))
+			<-r.Context().Done()
+			panic(http.ErrAbortHandler)
+		}
 		w.Write([]byte("ok"))
 	})
 	rt := breaker.Route{Timeout: 50 * time.Millisecond, Cancellable: true, Fallback: breaker.NewStale(breaker.StaleConfig{})}
@@ -63,8 +71,14 @@ func TestCancellableRoute(t *testing.T) {
 			t.Errorf("answered after %v, want about the 50ms Timeout", d)
 		}
 	})
-	if n := callsTotal(t, reg, "timeout"); n != 1 {
-		t.Errorf("calls{outcome=timeout} = %v, want 1", n)
+	t.Run("cut-off", func(t *testing.T) {
+		h := b.Middleware(breaker.Route{Timeout: 50 * time.Millisecond, Cancellable: true})(up)
+		if w := do(h, "GET", "/cut"); w.Code != http.StatusGatewayTimeout {
+			t.Errorf("status %d, want 504 upstream-timeout", w.Code)
+		}
+	})
+	if n := callsTotal(t, reg, "timeout"); n != 2 {
+		t.Errorf("calls{outcome=timeout} = %v, want 2", n)
 	}
 
 	// Not cancellable: the call runs in a goroutine of its own.

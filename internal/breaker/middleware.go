@@ -184,6 +184,18 @@ func (g *guard) call(ctx context.Context, r *http.Request, body []byte, deadline
 	defer func() {
 		if p := recover(); p != nil {
 			resp, err, outcome = nil, fmt.Errorf("upstream handler panicked: %v", p), "failure"
+			if p == http.ErrAbortHandler && ctx.Err() != nil {
+				// A proxy whose answer the deadline cut off mid-body
+				// aborts: the call ran out of time, it did not fail.
+				switch {
+				case r.Context().Err() != nil:
+					outcome, err = "canceled", fmt.Errorf("%w: %w", errCallerGone, r.Context().Err())
+				case pastDeadline(ctx, deadline):
+					outcome, err = "deadline", ErrDeadline
+				default:
+					outcome, err = "timeout", ErrTimeout
+				}
+			}
 		}
 		g.b.outcome(outcome).Inc()
 	}()
