@@ -36,6 +36,9 @@ type protection struct {
 	outbox   *breaker.Outbox
 	stale    *breaker.Stale
 	timeout  time.Duration
+	// cancellable says the upstream stops when its request's context ends
+	// (breaker.Route.Cancellable).
+	cancellable bool
 	// replay answers a retried write from its first attempt's result;
 	// retrier makes the gateway's own bounded retries. They share one
 	// retry budget, so retries stay within 10 % of the load.
@@ -105,11 +108,11 @@ func sharedJournalKey(env, file string) ([]byte, error) {
 
 // protect builds the breaker and fallbacks of one upstream, and the replayer
 // that delivers its journal once the upstream recovers.
-func (s *stack) newProtection(ctx context.Context, name string, up http.Handler, timeout time.Duration) (*protection, error) {
+func (s *stack) newProtection(ctx context.Context, name string, up http.Handler, timeout time.Duration, cancellable bool) (*protection, error) {
 	reg := s.metrics.Registry
 	budget := client.NewRetryBudget(client.BudgetConfig{})
 	p := &protection{s: s, upstream: name, breakers: map[string]*breaker.Breaker{},
-		stale: breaker.NewStale(breaker.StaleConfig{}), timeout: timeout,
+		stale: breaker.NewStale(breaker.StaleConfig{}), timeout: timeout, cancellable: cancellable,
 		replay:  proxy.NewReplayCache(proxy.ReplayOptions{Budget: budget, Registerer: reg}),
 		retrier: proxy.NewRetrier(proxy.RetryOptions{Budget: budget, Registerer: reg})}
 	var err error
@@ -138,7 +141,7 @@ func (s *stack) newProtection(ctx context.Context, name string, up http.Handler,
 		return nil, err
 	}
 	rp, err := journal.NewReplayer(journal.ReplayerConfig{Store: s.journal, Upstream: name,
-		Handler: br.Middleware(breaker.Route{Timeout: timeout})(up), Rate: s.cfg.Journal.ReplayRate,
+		Handler: br.Middleware(breaker.Route{Timeout: timeout, Cancellable: cancellable})(up), Rate: s.cfg.Journal.ReplayRate,
 		Lease: s.cfg.Journal.Lease, Owner: replayOwner(s.cfg.Listen),
 		OnComplete: p.standIn.Settle, Verdict: standInVerdict, Registerer: reg, Logger: s.log.With("component", "replay")})
 	if err != nil {
@@ -251,7 +254,7 @@ func (p *protection) wrap(route, pool, fallback string, timeout time.Duration, n
 	if err != nil {
 		return nil, err
 	}
-	rt := breaker.Route{Timeout: timeout}
+	rt := breaker.Route{Timeout: timeout, Cancellable: p.cancellable}
 	switch fallback {
 	case "standin":
 		rt.Fallback = p.standIn

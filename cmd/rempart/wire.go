@@ -122,6 +122,11 @@ func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 	s.guards = map[string]*protection{}
 	for _, u := range cfg.Upstreams {
 		var up http.Handler
+		// A proxied upstream stops when its request's context ends (the
+		// transport aborts the exchange): its breaker calls it on the
+		// request's own goroutine. The in-process estate may not (its
+		// core's lock convoy ignores cancellation).
+		cancellable := u.URL != config.InProcess
 		if u.URL == config.InProcess {
 			if s.estate == nil {
 				return nil, fmt.Errorf("upstream %s is in-process but the estate is disabled", u.Name)
@@ -135,7 +140,7 @@ func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 			up = proxy.New(base, 0, log)
 		}
 		upstreams[u.Name] = up
-		if s.guards[u.Name], err = s.newProtection(ctx, u.Name, up, u.Timeout); err != nil {
+		if s.guards[u.Name], err = s.newProtection(ctx, u.Name, up, u.Timeout, cancellable); err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", u.Name, err)
 		}
 	}

@@ -91,8 +91,14 @@ func fromFailsafe(s circuitbreaker.State) State {
 type Breaker struct {
 	cfg Config
 	cb  circuitbreaker.CircuitBreaker[*http.Response]
-	log *slog.Logger
-	m   *metrics
+	// exec runs calls through cb when they need failsafe's bookkeeping
+	// (see guard.guarded); built once, not per call.
+	exec failsafe.Executor[*http.Response]
+	log  *slog.Logger
+	m    *metrics
+	// calls are rempart_breaker_calls_total's series of this upstream, by
+	// outcome, looked up once rather than on every call.
+	calls map[string]prometheus.Counter
 
 	mu    sync.Mutex
 	since time.Time // last state change
@@ -151,8 +157,24 @@ func New(cfg Config, reg prometheus.Registerer) (*Breaker, error) {
 		WithJitterFactor(0.2).
 		OnStateChanged(b.changed).
 		Build()
+	b.exec = failsafe.With[*http.Response](b.cb)
+	b.calls = map[string]prometheus.Counter{}
+	for _, o := range outcomes {
+		b.calls[o] = m.calls.WithLabelValues(cfg.Upstream, o)
+	}
 	m.state.WithLabelValues(cfg.Upstream).Set(float64(Closed))
 	return b, nil
+}
+
+// outcomes are the values of rempart_breaker_calls_total's outcome label.
+var outcomes = []string{"success", "failure", "slow", "timeout", "shed", "deadline", "canceled", "rejected"}
+
+// outcome is the calls counter of this upstream for outcome o.
+func (b *Breaker) outcome(o string) prometheus.Counter {
+	if c, ok := b.calls[o]; ok {
+		return c
+	}
+	return b.m.calls.WithLabelValues(b.cfg.Upstream, o)
 }
 
 // delay honours an upstream's Retry-After within [Delay, MaxDelay]; -1 lets

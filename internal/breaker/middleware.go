@@ -9,9 +9,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
-	"github.com/failsafe-go/failsafe-go/fallback"
 	"github.com/failsafe-go/failsafe-go/timeout"
 
 	"github.com/rempart/rempart/internal/admission"
@@ -54,6 +52,14 @@ type Route struct {
 	// counts as a failure and the fallback answers. Zero leaves it to the
 	// upstream's own time-out (the proxy's).
 	Timeout time.Duration
+	// Cancellable says the upstream handler returns soon after its
+	// request's context is done, as a reverse proxy does (http.Transport
+	// aborts the exchange): the call then runs on the request's own
+	// goroutine, and the context's deadline is what bounds it. False, for
+	// an in-process upstream that may ignore cancellation (a legacy core
+	// holding a worker in a lock convoy), runs each call in a goroutine of
+	// its own that the Timeout abandons.
+	Cancellable bool
 }
 
 // Middleware returns the wrapper of one route: calls go through the breaker
@@ -62,20 +68,15 @@ type Route struct {
 // before the client sees anything; the gateway's body limit bounds requests
 // and the upstream's answers are small documents.
 func (b *Breaker) Middleware(rt Route) func(next http.Handler) http.Handler {
-	var to timeout.Timeout[*http.Response]
-	if rt.Timeout > 0 {
-		to = timeout.New[*http.Response](rt.Timeout)
-	}
 	return func(next http.Handler) http.Handler {
-		return &guard{b: b, rt: rt, timeout: to, next: next}
+		return &guard{b: b, rt: rt, next: next}
 	}
 }
 
 type guard struct {
-	b       *Breaker
-	rt      Route
-	timeout timeout.Timeout[*http.Response]
-	next    http.Handler
+	b    *Breaker
+	rt   Route
+	next http.Handler
 }
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -90,7 +91,6 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Error(w, http.StatusBadRequest, "unreadable-body", "the request body could not be read")
 		return
 	}
-	route := routeName(r)
 	deadline := callerDeadline(r)
 	if !deadline.IsZero() && !time.Now().Before(deadline) {
 		// Not even the journal is asked: the caller has given up.
@@ -98,34 +98,17 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rc, ok := g.rt.Fallback.(Recaller); ok && rc.Recall(w, r, body) {
-		g.b.m.fallbacks.WithLabelValues(g.b.cfg.Upstream, route, AnswerRecall).Inc()
+		g.b.m.fallbacks.WithLabelValues(g.b.cfg.Upstream, routeName(r), AnswerRecall).Inc()
 		return
 	}
 
-	policies := make([]failsafe.Policy[*http.Response], 0, 3)
-	if g.rt.Fallback != nil {
-		policies = append(policies, fallback.NewBuilderWithFunc(func(exec failsafe.Execution[*http.Response]) (*http.Response, error) {
-			c := newCaptured()
-			kind := g.rt.Fallback.Answer(c, r, body, g.b.outage(exec.LastResult(), exec.LastError()))
-			g.b.m.fallbacks.WithLabelValues(g.b.cfg.Upstream, route, kind).Inc()
-			return c.response(), nil
-		}).HandleIf(needsFallback).Build())
-	}
-	policies = append(policies, g.b.cb)
-	if g.timeout != nil {
-		policies = append(policies, g.timeout)
-	}
-	var fromUpstream *http.Response
-	called := false
-	resp, err := failsafe.With(policies...).WithContext(r.Context()).GetWithExecution(
-		func(exec failsafe.Execution[*http.Response]) (*http.Response, error) {
-			called = true
-			resp, err := g.call(exec.Context(), r, body, deadline)
-			fromUpstream = resp
-			return resp, err
-		})
-	if !called {
-		g.b.m.calls.WithLabelValues(g.b.cfg.Upstream, "rejected").Inc()
+	resp, err := g.guarded(r, body, deadline)
+	fromUpstream := resp
+	if g.rt.Fallback != nil && needsFallback(resp, err) {
+		c := newCaptured()
+		kind := g.rt.Fallback.Answer(c, r, body, g.b.outage(resp, err))
+		g.b.m.fallbacks.WithLabelValues(g.b.cfg.Upstream, routeName(r), kind).Inc()
+		resp, err = c.response(), nil
 	}
 	if errors.Is(err, errSlow) {
 		err = nil
@@ -141,7 +124,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrDeadline):
 		if rp, ok := g.rt.Fallback.(Repeater); ok && rp.Repeats() && time.Now().Before(deadline) {
 			kind := rp.Answer(w, r, body, g.b.outage(resp, err))
-			g.b.m.fallbacks.WithLabelValues(g.b.cfg.Upstream, route, kind).Inc()
+			g.b.m.fallbacks.WithLabelValues(g.b.cfg.Upstream, routeName(r), kind).Inc()
 			return
 		}
 		writeDeadline(w, r)
@@ -159,9 +142,41 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// guarded makes the call through the circuit breaker. A closed breaker
+// needs no permit (failsafe-go's closed state grants every one), so the
+// call is made directly and a success recorded directly: the common case
+// costs no failsafe execution (about 20 allocations a request). A failure,
+// and every call while the breaker is half-open or open, goes through
+// failsafe's executor, which hands the breaker the failed answer (an
+// upstream's Retry-After sets how long it stays open) and holds the
+// half-open state's probe permits.
+func (g *guard) guarded(r *http.Request, body []byte, deadline time.Time) (*http.Response, error) {
+	if g.b.cb.IsClosed() {
+		resp, err := g.call(r.Context(), r, body, deadline)
+		if !isFailure(resp, err) {
+			g.b.cb.RecordSuccess()
+			return resp, err
+		}
+		// Recorded as failsafe would have: the answer is already known.
+		// Should the breaker have opened meanwhile, the executor refuses
+		// and records nothing, as for a call it had not let through.
+		g.b.exec.WithContext(r.Context()).Get(func() (*http.Response, error) { return resp, err })
+		return resp, err
+	}
+	called := false
+	resp, err := g.b.exec.WithContext(r.Context()).Get(func() (*http.Response, error) {
+		called = true
+		return g.call(r.Context(), r, body, deadline)
+	})
+	if !called {
+		g.b.outcome("rejected").Inc()
+	}
+	return resp, err
+}
+
 // call sends the request to the upstream and classifies its answer for the
 // breaker. The call ends at the caller's deadline, when it has one, or at
-// the route's Timeout (ctx), whichever comes first: a caller can shorten
+// the route's Timeout, whichever comes first: a caller can shorten
 // rempart's wait, never lengthen it.
 func (g *guard) call(ctx context.Context, r *http.Request, body []byte, deadline time.Time) (resp *http.Response, err error) {
 	start := time.Now()
@@ -169,12 +184,24 @@ func (g *guard) call(ctx context.Context, r *http.Request, body []byte, deadline
 	defer func() {
 		if p := recover(); p != nil {
 			resp, err, outcome = nil, fmt.Errorf("upstream handler panicked: %v", p), "failure"
+			if p == http.ErrAbortHandler && ctx.Err() != nil {
+				// A proxy whose answer the deadline cut off mid-body
+				// aborts: the call ran out of time, it did not fail.
+				switch {
+				case r.Context().Err() != nil:
+					outcome, err = "canceled", fmt.Errorf("%w: %w", errCallerGone, r.Context().Err())
+				case pastDeadline(ctx, deadline):
+					outcome, err = "deadline", ErrDeadline
+				default:
+					outcome, err = "timeout", ErrTimeout
+				}
+			}
 		}
-		g.b.m.calls.WithLabelValues(g.b.cfg.Upstream, outcome).Inc()
+		g.b.outcome(outcome).Inc()
 	}()
-	// failsafe's timeout cancels the context without a deadline: set the
-	// route's end as one too, so the layers inside (admission, the
-	// retrier, a proxy) see the real budget in ctx.Deadline.
+	// The route's end is a deadline in ctx, so the layers inside
+	// (admission, the retrier, a proxy) see the real budget in
+	// ctx.Deadline, and a cancellable upstream stops there.
 	var end time.Time
 	if g.rt.Timeout > 0 {
 		end = start.Add(g.rt.Timeout)
@@ -187,11 +214,6 @@ func (g *guard) call(ctx context.Context, r *http.Request, body []byte, deadline
 		ctx, cancel = context.WithDeadline(ctx, end)
 	}
 	defer cancel()
-	// Layers inside may derive their own context with the same deadline,
-	// whose timer can fire first: the clock decides, not whose timer won.
-	pastDeadline := func() bool {
-		return errors.Is(context.Cause(ctx), ErrDeadline) || (!deadline.IsZero() && !time.Now().Before(deadline))
-	}
 	req := r.WithContext(ctx)
 	req.Body, req.ContentLength, req.GetBody = http.NoBody, 0, nil
 	if len(body) > 0 {
@@ -200,49 +222,56 @@ func (g *guard) call(ctx context.Context, r *http.Request, body []byte, deadline
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
 	c := newCaptured()
-	// The upstream runs in its own goroutine so the route's Timeout really
-	// bounds the wait: failsafe's timeout only cancels the context, and an
-	// upstream that ignores it (a legacy core holding a worker in a lock
-	// convoy, in process or behind a proxy) would otherwise keep the caller
-	// — and its stand-in answer — waiting for the whole lock time-out. An
-	// abandoned call finishes into its private capture, which nobody reads.
-	done := make(chan any, 1)
-	go func() {
-		defer func() { done <- recover() }()
+	if g.rt.Cancellable {
 		g.next.ServeHTTP(c, req)
-	}()
-	select {
-	case p := <-done:
-		if p != nil {
-			panic(p) // recovered above, like a panic of a synchronous call
+	} else {
+		// The upstream runs in its own goroutine so the route's Timeout
+		// really bounds the wait: an upstream that ignores cancellation (a
+		// legacy core holding a worker in a lock convoy) would otherwise
+		// keep the caller — and its stand-in answer — waiting for the whole
+		// lock time-out. An abandoned call finishes into its private
+		// capture, which nobody reads.
+		done := make(chan any, 1)
+		go func() {
+			defer func() { done <- recover() }()
+			g.next.ServeHTTP(c, req)
+		}()
+		select {
+		case p := <-done:
+			if p != nil {
+				panic(p) // recovered above, like a panic of a synchronous call
+			}
+		case <-ctx.Done():
+			if r.Context().Err() != nil {
+				outcome = "canceled"
+				return nil, fmt.Errorf("%w: %w", errCallerGone, r.Context().Err())
+			}
+			if pastDeadline(ctx, deadline) {
+				outcome = "deadline"
+				return nil, ErrDeadline
+			}
+			outcome = "timeout"
+			return nil, ErrTimeout
 		}
-		resp = c.response()
-	case <-ctx.Done():
-		if r.Context().Err() != nil {
-			outcome = "canceled"
-			return nil, fmt.Errorf("%w: %w", errCallerGone, r.Context().Err())
-		}
-		if pastDeadline() {
-			outcome = "deadline"
-			return nil, ErrDeadline
-		}
-		outcome = "timeout"
-		return nil, ErrTimeout
 	}
+	resp = c.response()
 	switch {
 	case r.Context().Err() != nil:
 		// The client left; what the upstream said is not its verdict.
 		outcome = "canceled"
 		return resp, fmt.Errorf("%w: %w", errCallerGone, r.Context().Err())
 	case errors.Is(c.shed, admission.ErrDeadline),
-		pastDeadline() && (resp.StatusCode >= 500 || c.shed != nil):
+		pastDeadline(ctx, deadline) && (resp.StatusCode >= 500 || c.shed != nil):
 		// Admission could not serve the request within the caller's
 		// deadline, or the deadline cut the call short. A good answer that
 		// beat it is still used below: it is the core's verdict.
 		outcome = "deadline"
 		return resp, ErrDeadline
 	case ctx.Err() != nil:
-		outcome = "timeout" // the route's Timeout fired: failsafe reports ErrTimeout
+		// The route's Timeout passed before the answer was complete (a
+		// cancellable upstream answers its own 504 or 502 then).
+		outcome = "timeout"
+		return resp, ErrTimeout
 	case c.shed != nil || (resp.StatusCode >= 500 && resp.Header.Get(HeaderShed) != ""):
 		// Admission protected a saturated back end (queue full, the wait
 		// bounded by the queue or the route's budget): the bank's own
@@ -255,6 +284,14 @@ func (g *guard) call(ctx context.Context, r *http.Request, body []byte, deadline
 		return resp, errSlow
 	}
 	return resp, nil
+}
+
+// pastDeadline reports whether the caller's deadline cut a call with
+// context ctx short. Layers inside may derive their own context with the
+// same deadline, whose timer can fire first: the clock decides, not whose
+// timer won.
+func pastDeadline(ctx context.Context, deadline time.Time) bool {
+	return errors.Is(context.Cause(ctx), ErrDeadline) || (!deadline.IsZero() && !time.Now().Before(deadline))
 }
 
 // needsFallback is when the route's fallback answers instead: the breaker

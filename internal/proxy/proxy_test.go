@@ -273,3 +273,16 @@ func TestWithTimeout(t *testing.T) {
 		})
 	}
 }
+
+func TestBufferPool(t *testing.T) {
+	p := newBufferPool()
+	b := p.Get()
+	if len(b) != copyBufferSize {
+		t.Fatalf("len %d, want %d", len(b), copyBufferSize)
+	}
+	p.Put(b)
+	p.Put(make([]byte, 10)) // too small: dropped, not a panic
+	if n := testing.AllocsPerRun(100, func() { p.Put(p.Get()) }); n != 0 {
+		t.Errorf("Get+Put: %v allocations, want 0", n)
+	}
+}
