@@ -3,14 +3,17 @@ package identity
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rempart/rempart/internal/identity/keys"
+	"github.com/rempart/rempart/internal/identity/users"
 )
 
 func serve(b *testing.B, h http.Handler, form url.Values, user, pass string) *httptest.ResponseRecorder {
@@ -118,4 +121,27 @@ func BenchmarkEd25519Verify(b *testing.B) {
 			b.Fatal("bad")
 		}
 	}
+}
+
+// BenchmarkSnapshotMemory reports what a backup-login snapshot costs the
+// embedded session store, beyond its verifier (the PHC string, which the
+// directory holds anyway): heap in use after b.N snapshots of distinct
+// customers, per snapshot.
+func BenchmarkSnapshotMemory(b *testing.B) {
+	e := newEnv(b)
+	u := users.User{Name: "Client 00000042", Phone: "+33 7 00000042", Verifier: strings.Repeat("v", 97), Version: 7}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for i := range b.N {
+		u.ID = fmt.Sprintf("C%08d", i)
+		e.p.takeSnapshot(context.Background(), u, randomID(16))
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapInuse-before.HeapInuse) / float64(b.N)
+	b.ReportMetric(per, "B/snapshot")
+	b.ReportMetric(per-float64(len(u.Verifier)), "B/snapshot-beyond-verifier")
 }
