@@ -85,6 +85,8 @@ func runLegacy(ctx context.Context, cfg *config.Config) error {
 		Issuer: issuer, DataDir: cfg.DataDir, Sessions: sessions, Users: legacy.NewDirectory(mem, db),
 		DerivedCustomers: cfg.Estate.Customers, SMS: outboxSender{est.SMS()},
 		Logger: log.With("component", "identity"),
+		// 2025 had no backup path: every login waits on the directory.
+		BackupWindow: -1,
 	})
 	if err != nil {
 		return err
@@ -100,6 +102,7 @@ func runLegacy(ctx context.Context, cfg *config.Config) error {
 	faults := identity.FaultsHandler(db.Stuck, db.SetStuck, log)
 	ops.Handle("GET /ops/identity/faults", faults)
 	ops.Handle("PUT /ops/identity/faults", faults)
+	ops.Handle("PUT /ops/identity/users/{id}", identity.DirectoryHandler(mem, log))
 	srv := &gateway.Server{Public: front.Handler(), Ops: ops, Metrics: metrics.Handler(),
 		PublicAddr: cfg.Listen, OpsAddr: cfg.OpsListen, DrainTimeout: drainDeadline, Logger: log}
 	return srv.Run(ctx)

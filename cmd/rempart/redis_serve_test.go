@@ -56,6 +56,7 @@ func TestServeRedisStalled(t *testing.T) {
 	px := stall.New(t, u.Host)
 	u.Host = px.Addr()
 	cfg := config.Default()
+	cfg.OpsTokenSMS = true // the test reads login codes from the outbox
 	cfg.Estate.Customers = 100_000
 	cfg.Sessions.Backend = "redis"
 	cfg.Sessions.RedisURL = u.String()

@@ -37,6 +37,7 @@ const (
 	ChannelStolenTransfer    = "stolen_token_transfer"
 	ChannelForcedDeadline    = "forced_deadline"
 	ChannelSMSInjection      = "sms_injection"
+	ChannelBlockedLogin      = "blocked_login"
 )
 
 // smsInjection is the merchant text of the SMS-injection attack: the
@@ -63,6 +64,9 @@ func attackTargets() Targets {
 				return estate.CardAuthorization{Card: d.Customer.Card, Amount: amount(d, 100, 20_000), Merchant: merchant(d), Channel: "online"}
 			})},
 		// One customer's token against another customer's data and money.
+		// A blocked customer's phone and password: a login is a breach.
+		"blocked_login": {Channel: ChannelBlockedLogin, Tier: tier.Sheddable, Attack: GoalAnswered,
+			Login: &Login{User: func(d *Draw) string { return d.Customer.ID }, Password: derivedPassword}},
 		"stolen_balance": {Channel: ChannelStolenTokenRead, Tier: tier.Normal, Method: http.MethodGet,
 			Path: estate.PathBalance, Stolen: true, Attack: GoalAnswered},
 		"stolen_documents": {Channel: ChannelStolenTokenRead, Tier: tier.Normal, Method: http.MethodGet,

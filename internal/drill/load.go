@@ -33,7 +33,10 @@ type engine struct {
 	devices   [][]string                    // [pop][slot]: device cookies of seeded devices
 	busy      [][]atomic.Bool               // [pop][slot]: a login from this device is under way
 	otp       func(ctx context.Context, phone string) (string, error)
-	stolen    []stolenSession // sessions stolen-token attacks use
+	// block blocks a customer in the arm's directory (a Blocked
+	// population's, after its devices' logins).
+	block  func(ctx context.Context, customer string) error
+	stolen []stolenSession // sessions stolen-token attacks use
 
 	pooled   *http.Client                // keep-alive connections from the default address
 	partners atomic.Pointer[partnerPool] // partners' TLS connections, when the arm publishes them

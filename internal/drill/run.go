@@ -280,6 +280,7 @@ func (r *armRun) setEndpoints(eps Endpoints) error {
 	op := &ops{base: opsURL, token: eps.OpsToken, client: &http.Client{Transport: &http.Transport{DisableCompression: true}}, settle: checkSettle}
 	r.ops.Store(op)
 	r.eng.otp = op.phoneOTP
+	r.eng.block = op.blockCustomer
 	pids := slices.Clone(eps.PIDs)
 	r.pids.Store(&pids)
 	return nil

@@ -76,6 +76,12 @@ type Population struct {
 	// login of the population is one of them on that device. Zero (the
 	// default) logs in from devices the provider has never seen.
 	Devices int `yaml:"devices" json:"devices,omitempty"`
+	// Blocked, with Devices, blocks those customers in the arm's directory
+	// once their devices have logged in (PUT /ops/identity/users/{id}),
+	// before the load: the population is someone holding a blocked
+	// customer's phone and password. Its logins are attacks (blocked_login):
+	// any that succeeds is a breach.
+	Blocked bool `yaml:"blocked" json:"blocked,omitempty"`
 	// Sources is how many distinct loopback addresses (127.64.0.1 upwards)
 	// the population's requests come from, drawn per request; each address
 	// keeps its own keep-alive connection for 5 s, as a phone app or a

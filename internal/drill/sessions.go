@@ -128,6 +128,9 @@ type SessionSeed struct {
 	Seconds  float64 `json:"seconds"`
 	// Failures counts failed logins by outcome, e.g. {"503": 3}.
 	Failures map[string]int `json:"failures,omitempty"`
+	// Blocked is how many of the customers were then blocked in the arm's
+	// directory (a Blocked population).
+	Blocked int `json:"blocked,omitempty"`
 }
 
 // Seeding: how many logins run at once, how many times one is tried, and
@@ -222,11 +225,39 @@ func (e *engine) seedSessions(ctx context.Context, w io.Writer, label string) []
 		}
 		e.devices[pi] = devs
 		e.busy[pi] = make([]atomic.Bool, n)
+		if p.Blocked {
+			seed.Blocked = e.blockSeeded(ctx, pi, p, devs)
+		}
 		out = append(out, seed)
 		fmt.Fprintf(w, "%s · %s: %d of %d customers logged in (%s), in %.1f s\n", label, p.Name, seed.LoggedIn, seed.Wanted, seed.What, seed.Seconds)
+		if p.Blocked {
+			fmt.Fprintf(w, "%s · %s: %d of them blocked in the directory\n", label, p.Name, seed.Blocked)
+		}
 	}
 	e.collectSessions()
 	return out
+}
+
+// blockSeeded blocks, in the arm's directory, the customers whose devices
+// logged in: the bank blocked them after those logins, before the load.
+func (e *engine) blockSeeded(ctx context.Context, pi int, p *Population, devs []string) int {
+	blocked := 0
+	for k := range devs {
+		id := e.customers(e.sessionCustomer(pi, p, k)).ID
+		bctx, cancel := context.WithTimeout(ctx, opsTimeout)
+		err := e.block(bctx, id)
+		cancel()
+		if err == nil {
+			blocked++
+		}
+	}
+	return blocked
+}
+
+// blockCustomer blocks a customer in the arm's directory.
+func (o *ops) blockCustomer(ctx context.Context, id string) error {
+	_, err := o.do(ctx, http.MethodPut, "/ops/identity/users/"+url.PathEscape(id), []byte(`{"blocked":true}`))
+	return err
 }
 
 // derivedPassword is the password the identity provider gives a derived

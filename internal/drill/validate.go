@@ -118,6 +118,9 @@ func (s *Scenario) validate() []*FieldError {
 		case p.Devices < 0 || p.Devices > maxSessions || (s.Customers > 0 && p.Devices > s.Customers):
 			bad(pp.with("devices"), "must be 1..%d and at most customers", maxSessions)
 		}
+		if p.Blocked && p.Devices == 0 {
+			bad(pp.with("blocked"), "only with devices (the customers to block are those whose devices logged in)")
+		}
 		if p.Partner {
 			for _, name := range sortedKeys(p.Requests) {
 				if t, ok := s.targets[name]; ok && (t.Partner == "" || t.Attack != "") {

@@ -104,6 +104,10 @@ var errDirectoryOpen = errors.New("user directory breaker open")
 // A wrong password or an unknown id is the directory working.
 func (p *Provider) authenticate(ctx context.Context, account, password string) (users.User, error) {
 	b := p.backup
+	if b.window < 0 {
+		// No backup path, and so no breaker: the directory is all there is.
+		return p.users.Authenticate(ctx, account, password)
+	}
 	if !b.cb.TryAcquirePermit() {
 		return users.User{}, errDirectoryOpen
 	}

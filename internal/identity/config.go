@@ -84,7 +84,8 @@ type Config struct {
 	BrowserSessionTTL time.Duration
 	// BackupWindow is how long a device's backup-login snapshot lives
 	// after the login that took it (default 72 hours, Entra ID's window);
-	// negative turns the backup path off. See backup.go.
+	// negative turns the backup path off, and with it the directory's
+	// breaker (every login waits on the directory). See backup.go.
 	BackupWindow time.Duration
 	// BackupAfter is how long a login from a device with a backup
 	// snapshot waits for the directory before it is checked against the
