@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/rempart/rempart/internal/browsertest"
 	"github.com/rempart/rempart/internal/config"
+	"github.com/rempart/rempart/internal/identity"
 )
 
 // startBrowserServe runs serve on a public port chosen before it starts, so
@@ -247,4 +249,45 @@ func TestBrowserSteppedLogin(t *testing.T) {
 	tab.Do(chromedp.SendKeys(chromedp.ID("code"), code[1]), chromedp.Submit(chromedp.ID("code")))
 	tab.Until(`(document.getElementById("out")?.textContent ?? "").includes("access_token")`)
 	tab.Shot("token")
+}
+
+// TestBrowserChallengeResubmits: with the password step under attack (the
+// scrubber's mode set by hand, as an operator would), a customer on a
+// browser the bank has never seen types her password in French; the
+// proof-of-work page answers in French, does the work, and sends her form
+// again by itself: she lands on the code step without typing anything twice.
+func TestBrowserChallengeResubmits(t *testing.T) {
+	b := browsertest.New(t)
+	cfg := config.Default()
+	cfg.OpsTokenSMS = true // the test reads login codes from the outbox
+	cfg.Estate.Customers = 1000
+	s := startBrowserServe(t, cfg)
+	if res, body := s.do(t, "PUT", s.ops+"/ops/scrub/routes/"+identity.RouteLoginPassword+"/mode", `{"mode":"attack"}`,
+		map[string]string{"Content-Type": "application/json"}); res.StatusCode != http.StatusOK {
+		t.Fatalf("attack mode: %d %s", res.StatusCode, body)
+	}
+	tab := b.Tab(t, "fr-FR,fr;q=0.9")
+	tab.Do(chromedp.Navigate(s.public+"/demo/"),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), "alice-demo-2025"),
+		chromedp.Submit(chromedp.ID("password")))
+	tab.Until(`document.getElementById("again") !== null || document.getElementById("code") !== null`)
+	if got := browsertest.Run(tab, chromedp.Evaluate[string]("document.documentElement.lang")); got != "fr" {
+		t.Errorf("challenge page in %q, want fr", got)
+	}
+	tab.Shot("challenge")
+	tab.Do(chromedp.WaitVisible(chromedp.ID("code")))
+	if got := tab.Text("#hint"); !strings.Contains(got, "Nous avons envoyé un code") {
+		t.Errorf("code step says %q", got)
+	}
+	tab.Shot("code")
+	// The page was the challenge's, and its answer is what let her through.
+	_, metrics := s.do(t, "GET", s.ops+"/metrics", "", nil)
+	for _, d := range []string{"challenged", "solved"} {
+		if !regexp.MustCompile(`rempart_scrub_decisions_total\{decision="` + d + `",route="login-password"\} [1-9]`).Match(metrics) {
+			t.Errorf("no %s login-password request in /metrics: the form did not go through the challenge", d)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package scrub
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/rempart/rempart/internal/heldform"
 	"html/template"
 	"math"
 	"net/http"
@@ -103,9 +104,14 @@ func (s *Scrubber) challenge(w http.ResponseWriter, r *http.Request, prefix neti
 	h["Retry-After"] = s.fixed.retryOne
 	if wantsHTML(r) {
 		var buf bytes.Buffer
-		if err := s.page.Execute(&buf, pageData{Challenge: tok, Bits: bits, Method: r.Method}); err == nil {
+		again := heldform.FromRequest(r)
+		lang := heldform.PageLanguage(again, r.Header.Get("Accept-Language"))
+		d := pageData{Challenge: tok, Bits: bits, Method: r.Method, T: challengeTexts[lang], Again: again}
+		if err := s.page.Execute(&buf, d); err == nil {
 			h.Set("Content-Type", "text/html; charset=utf-8")
-			h.Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+			h.Set("Content-Language", lang)
+			h.Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+			h.Set("Referrer-Policy", "no-referrer")
 			h.Set("X-Content-Type-Options", "nosniff")
 			w.WriteHeader(http.StatusTooManyRequests)
 			w.Write(buf.Bytes())
@@ -134,31 +140,70 @@ type pageData struct {
 	Challenge string
 	Bits      int
 	Method    string
+	T         challengeText
+	// Again is the login form the browser posted, sent again once the
+	// work is done (nil for anything but a form POST).
+	Again *heldform.Form
+}
+
+// challengeText is the challenge page's words in one language: the login's
+// (its form's lang field) or the browser's.
+type challengeText struct {
+	Lang, Title, Heading, Why, WhyForm, NoScript, NoCrypto, Done, DoneBack, Continue string
+}
+
+var challengeTexts = map[string]challengeText{
+	"fr": {
+		Lang: "fr", Title: "Vérification de votre connexion", Heading: "Un instant, s'il vous plaît",
+		Why: "Ce service subit une forte attaque automatisée. Pour laisser entrer les clients, votre navigateur fait " +
+			"un court calcul que les robots doivent payer aussi. Cela prend en général quelques secondes, puis la page continue d'elle-même.",
+		WhyForm: "Ce service subit une forte attaque automatisée. Pour laisser entrer les clients, votre navigateur fait " +
+			"un court calcul que les robots doivent payer aussi. Cela prend en général quelques secondes, puis votre connexion " +
+			"reprend d'elle-même, sans rien ressaisir.",
+		NoScript: "JavaScript est désactivé : le calcul en a besoin. Activez-le pour ce site puis rechargez la page, ou " +
+			"utilisez l'application de la banque. Les paiements par carte, les retraits et les codes 3-D Secure ne sont pas concernés.",
+		NoCrypto: "Ce navigateur ne peut pas faire ce calcul (il faut un navigateur récent et une connexion sécurisée). " +
+			"Utilisez l'application de la banque ou un autre navigateur.",
+		Done: "C'est fait, merci.", DoneBack: "C'est fait, merci. Renvoyez le formulaire.", Continue: "Continuer",
+	},
+	"en": {
+		Lang: "en", Title: "Checking your connection", Heading: "One moment, please",
+		Why: "This service is under a heavy automated attack. To let customers in, your browser is doing a short " +
+			"calculation that bots must pay for too. It usually takes a few seconds, and then this page continues by itself.",
+		WhyForm: "This service is under a heavy automated attack. To let customers in, your browser is doing a short " +
+			"calculation that bots must pay for too. It usually takes a few seconds, and then your sign-in carries on by " +
+			"itself, with nothing to type again.",
+		NoScript: "JavaScript is turned off, and the calculation needs it. Turn it on for this site and reload, or use " +
+			"the bank's mobile app. Card payments, cash withdrawals and 3-D Secure codes are not affected.",
+		NoCrypto: "This browser cannot do the calculation (it needs a recent browser and a secure connection). " +
+			"Please use the bank's mobile app or another browser.",
+		Done: "Done, thank you.", DoneBack: "Done, thank you. Please send the form again.", Continue: "Continue",
+	},
 }
 
 // challengePage is the browser's side of the challenge: no dependency, the
-// Web Crypto API hashing in batches, a <noscript> that explains itself. The
-// solution goes back in the rempart_solution cookie; a GET reloads, anything
-// else goes back to the form (its body cannot be replayed from here).
+// Web Crypto API hashing in batches, a <noscript> that says what to do. The
+// solution goes back in the rempart_solution cookie; a GET reloads, a login
+// form the page carried back is sent again (the customer types nothing
+// twice), and any other POST goes back to its form.
 func challengePage() *template.Template {
 	return template.Must(template.New("challenge").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="robots" content="noindex"><title>Checking your connection</title>
+<html lang="{{.T.Lang}}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<meta name="robots" content="noindex"><title>{{.T.Title}}</title>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;color:#1a1a1a}</style>
 </head><body>
-<h1>One moment, please</h1>
-<p id="status">This service is under a heavy automated attack. To let customers in, your browser is doing a short
-calculation that bots must pay for too. It usually takes a few seconds, and then this page continues by itself.</p>
-<noscript><p><strong>JavaScript is turned off.</strong> The calculation needs JavaScript. Please turn it on for this
-site and reload, or use the bank's mobile app. Card payments, cash withdrawals and 3-D Secure codes are not
-affected.</p></noscript>
-<script>
+<h1>{{.T.Heading}}</h1>
+<p id="status" role="status">{{if .Again}}{{.T.WhyForm}}{{else}}{{.T.Why}}{{end}}</p>
+<noscript><p><strong>{{.T.NoScript}}</strong></p></noscript>
+{{with .Again}}<form method="post" action="{{.Action}}" id="again">
+{{range .Fields}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">
+{{end}}</form>
+{{end}}<script>
 (async function () {
-  var challenge = {{.Challenge}}, bits = {{.Bits}}, method = {{.Method}};
+  var challenge = {{.Challenge}}, bits = {{.Bits}}, method = {{.Method}}, again = {{if .Again}}true{{else}}false{{end}};
   var status = document.getElementById("status");
   if (!window.crypto || !crypto.subtle || !window.TextEncoder) {
-    status.textContent = "This browser cannot do the check (it needs a recent browser and a secure connection). " +
-      "Please use the bank's mobile app or another browser.";
+    status.textContent = {{.T.NoCrypto}};
     return;
   }
   var enc = new TextEncoder(), whole = Math.floor(bits / 8), rest = bits % 8;
@@ -175,7 +220,8 @@ affected.</p></noscript>
       document.cookie = "rempart_solution=" + challenge + "." + (base + k) + "; path=/; max-age=120; samesite=lax" +
         (location.protocol === "https:" ? "; secure" : "");
       if (method === "GET" || method === "HEAD") { location.reload(); return; }
-      status.textContent = "Done, thank you. Please send the form again.";
+      if (again) { status.textContent = {{.T.Done}}; document.getElementById("again").submit(); return; }
+      status.textContent = {{.T.DoneBack}};
       history.back();
       return;
     }

@@ -2,17 +2,15 @@ package waitroom
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"html/template"
 	"math"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/rempart/rempart/internal/heldform"
 	"github.com/rempart/rempart/internal/problem"
 )
 
@@ -118,35 +116,9 @@ func prefersHTML(accept string) bool {
 	return qHTML > 0 && qHTML >= qJSON
 }
 
-// mediaRange splits "type/sub;q=0.8;..." into the lower-case range and its
-// quality (1 when absent or unreadable, as RFC 9110 makes it the default).
-func mediaRange(s string) (string, float64) {
-	typ, params, _ := strings.Cut(s, ";")
-	q := 1.0
-	for p := range strings.SplitSeq(params, ";") {
-		k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
-		if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
-			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f >= 0 && f <= 1 {
-				q = f
-			}
-		}
-	}
-	return strings.ToLower(strings.TrimSpace(typ)), q
-}
+func mediaRange(s string) (string, float64) { return heldform.MediaRange(s) }
 
-// language picks French or English from Accept-Language, French when the
-// client states no preference between them: the bank's customers are French.
-func language(acceptLanguage string) string {
-	best, bestQ := "fr", 0.0
-	for part := range strings.SplitSeq(acceptLanguage, ",") {
-		tag, q := mediaRange(part)
-		base, _, _ := strings.Cut(tag, "-")
-		if (base == "fr" || base == "en") && q > bestQ {
-			best, bestQ = base, q
-		}
-	}
-	return best
-}
+func language(acceptLanguage string) string { return heldform.Language(acceptLanguage) }
 
 // page is what the waiting page shows.
 type page struct {
@@ -160,57 +132,22 @@ type page struct {
 	Again *form
 }
 
-// form is a posted form to send again.
-type form struct {
-	Action string
-	Fields []field
-	Nonce  string // of the script that sends it
-}
+// form and field are the held form the page carries back.
+type (
+	form  = heldform.Form
+	field = heldform.Field
+)
 
-type field struct{ Name, Value string }
-
-// Bounds on the form a waiting page carries back: a login form is a few
-// fields of a few dozen bytes.
+// Bounds on the form a waiting page carries back.
 const (
-	maxFormBytes  = 8 << 10
-	maxFormFields = 16
+	maxFormBytes  = heldform.MaxBytes
+	maxFormFields = heldform.MaxFields
 )
 
 // resubmission returns the form of a POST the room holds back, so that the
 // waiting page can send it again when the customer's turn comes, or nil for
-// anything else (a GET reloads itself). The fields go back only to the
-// browser that sent them, in a page no cache may keep.
-func resubmission(req *http.Request) *form {
-	if req.Method != http.MethodPost || req.Body == nil {
-		return nil
-	}
-	ct := req.Header.Get("Content-Type")
-	if mt, _, _ := strings.Cut(ct, ";"); strings.TrimSpace(strings.ToLower(mt)) != "application/x-www-form-urlencoded" {
-		return nil
-	}
-	req.Body = http.MaxBytesReader(nil, req.Body, maxFormBytes)
-	if err := req.ParseForm(); err != nil || len(req.PostForm) > maxFormFields {
-		return nil
-	}
-	f := &form{Action: req.URL.Path, Nonce: newNonce()}
-	keys := make([]string, 0, len(req.PostForm))
-	for k := range req.PostForm {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		for _, v := range req.PostForm[k] {
-			f.Fields = append(f.Fields, field{k, v})
-		}
-	}
-	return f
-}
-
-func newNonce() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:]) // CSP allows - and _; html/template leaves them as they are
-}
+// anything else (a GET reloads itself).
+func resubmission(req *http.Request) *form { return heldform.FromRequest(req) }
 
 // text holds the page's words in one language.
 type text struct {

@@ -55,7 +55,7 @@ func readPage(t *testing.T, body string) pageForm {
 				if !inForm || attr("type") != "hidden" {
 					t.Fatalf("stray input %v in the page:\n%s", n.Attr, body)
 				}
-				p.fields = append(p.fields, field{attr("name"), attr("value")})
+				p.fields = append(p.fields, field{Name: attr("name"), Value: attr("value")})
 			}
 		}
 		for c := n.FirstChild; c != nil; c = c.NextSibling {
@@ -143,7 +143,7 @@ func FuzzWaitingAnswer(f *testing.F) {
 				})
 				for _, k := range keys {
 					for _, x := range v[k] {
-						want = append(want, field{k, x})
+						want = append(want, field{Name: k, Value: x})
 					}
 				}
 			}
@@ -168,7 +168,7 @@ func FuzzWaitingAnswer(f *testing.F) {
 		valid := true
 		for i, w := range want {
 			valid = valid && utf8.ValidString(w.Name) && utf8.ValidString(w.Value)
-			want[i] = field{strings.ReplaceAll(w.Name, "\x00", "\ufffd"), strings.ReplaceAll(w.Value, "\x00", "\ufffd")}
+			want[i] = field{Name: strings.ReplaceAll(w.Name, "\x00", "\ufffd"), Value: strings.ReplaceAll(w.Value, "\x00", "\ufffd")}
 		}
 		if len(page.fields) != len(want) || valid && !slices.Equal(page.fields, want) {
 			t.Fatalf("%q carried back as\n%q\nwant\n%q", body, page.fields, want)
