@@ -3,6 +3,8 @@ package identity
 import (
 	"html/template"
 	"net/http"
+	"net/url"
+	"strings"
 )
 
 // The demo page is a public client in a browser: it starts an authorization
@@ -50,6 +52,14 @@ if (params.get("code")) {
 `))
 
 func (p *Provider) demoPage(w http.ResponseWriter, r *http.Request) {
+	// The demo app's redirect URI and its state live at the issuer's
+	// origin: opened at another name for the same listener (localhost for
+	// 127.0.0.1), the login would come back to the issuer's and fail on
+	// "state mismatch". Send the browser to the issuer's address first.
+	if u, err := url.Parse(p.cfg.Issuer); err == nil && u.Host != "" && !strings.EqualFold(r.Host, u.Host) && r.URL.Path == "/demo/" {
+		http.Redirect(w, r, p.cfg.Issuer+r.URL.RequestURI(), http.StatusSeeOther)
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = demoTmpl.Execute(w, struct{ Issuer, Client string }{p.cfg.Issuer, DemoAppClient})

@@ -233,3 +233,23 @@ func TestResendCode(t *testing.T) {
 		t.Fatalf("the last code sent does not log in: %d", st)
 	}
 }
+
+// TestDemoAtAnotherName: the demo page opened at another name for the
+// provider's listener (localhost for an issuer at 127.0.0.1) sends the
+// browser to the issuer's address, where its login can come back.
+func TestDemoAtAnotherName(t *testing.T) {
+	e := newEnv(t)
+	req, _ := http.NewRequest(http.MethodGet, e.issuer+"/demo/", nil)
+	req.Host = strings.Replace(strings.TrimPrefix(e.issuer, "http://"), "127.0.0.1", "localhost", 1)
+	resp, err := stepper(nil).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != e.issuer+"/demo/" {
+		t.Fatalf("demo at %s: %d to %q, want 303 to the issuer's", req.Host, resp.StatusCode, loc)
+	}
+	if st, _, body := get(t, stepper(nil), e.issuer+"/demo/"); st != http.StatusOK || !strings.Contains(body, `id="login"`) {
+		t.Fatalf("demo at the issuer: %d", st)
+	}
+}

@@ -189,9 +189,30 @@ func TestRequireAdmin(t *testing.T) {
 		}
 	})
 	t.Run("open paths", func(t *testing.T) {
-		for _, p := range []string{"/healthz", "/metrics", PathLogin, PathEnrol} {
+		for _, p := range []string{"/healthz", "/metrics"} {
 			if st, _ := e.call(t, e.client(), p, nil); st != http.StatusOK {
 				t.Fatalf("%s: %d", p, st)
+			}
+		}
+		// The console's pages work at the relying party's origin only
+		// (localhost): at 127.0.0.1 they send the browser there.
+		for _, p := range []string{PathLogin, PathEnrol} {
+			req, _ := http.NewRequest(http.MethodGet, e.srv.URL+p, nil)
+			resp, err := e.client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != e.origin+p {
+				t.Fatalf("%s at 127.0.0.1: %d to %q, want 303 to %s", p, resp.StatusCode, loc, e.origin+p)
+			}
+			req.Host = strings.TrimPrefix(e.origin, "http://")
+			if resp, err = e.client().Do(req); err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s at the console's origin: %d", p, resp.StatusCode)
 			}
 		}
 		for _, p := range []string{"/ops/admin/login/../../estate/faults", "/ops/admin/login/x", "/healthz/x"} {

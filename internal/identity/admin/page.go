@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"html/template"
 	"net/http"
+	"net/url"
+	"strings"
 )
 
 // script is the console's whole client: it turns the JSON of a begun
@@ -116,6 +118,14 @@ button{margin-top:1.5rem;font-size:1.1rem;padding:.6rem 1.2rem}
 
 func (a *Admins) page(mode string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		// WebAuthn works only at the relying party's origin (browsers
+		// refuse an IP address as one): at any other name for the ops
+		// listener, say 127.0.0.1, send the browser to the console's own
+		// origin instead of failing with the browser's "invalid domain".
+		if o := a.opts.Origins[0]; !a.atOrigin(r) {
+			http.Redirect(w, r, o+r.URL.RequestURI(), http.StatusSeeOther)
+			return
+		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Content-Security-Policy", scriptCSP)
@@ -126,4 +136,15 @@ func (a *Admins) page(mode string) http.HandlerFunc {
 			Script template.JS
 		}{mode, template.JS(script)})
 	}
+}
+
+// atOrigin reports whether r reached the ops listener under the host of one
+// of the console's origins.
+func (a *Admins) atOrigin(r *http.Request) bool {
+	for _, o := range a.opts.Origins {
+		if u, err := url.Parse(o); err == nil && strings.EqualFold(u.Host, r.Host) {
+			return true
+		}
+	}
+	return false
 }
