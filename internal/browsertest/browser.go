@@ -12,6 +12,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -115,6 +116,19 @@ func setLanguage(ctx context.Context, target *chromedp.Target, acceptLanguage st
 		return fmt.Errorf("set accept-language: %w", err)
 	}
 	return nil
+}
+
+// OnEveryPage has the tab run the JavaScript source in every page it loads
+// from now on, before the page's own scripts. A test uses it to note what a
+// page looked like when that page goes away by itself faster than a poll
+// could see it (a challenge page that resubmits its form once solved).
+func (tab *Tab) OnEveryPage(source string) {
+	tab.t.Helper()
+	tab.Do(func(ctx context.Context, target *chromedp.Target) (chromedp.Void, error) {
+		_, err := cdp.Call(ctx, target, page.AddScriptToEvaluateOnNewDocument,
+			page.AddScriptToEvaluateOnNewDocumentParams{Source: source})
+		return chromedp.Void{}, err
+	})
 }
 
 // Do runs steps in the tab, each Run bounded by StepTimeout; on failure it
