@@ -104,6 +104,12 @@ func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 			return nil, fmt.Errorf("scrub: %w", err)
 		}
 	}
+	// The journal first: the fallbacks write to it, and so do logins (what
+	// they write to the directory waits there for it).
+	if s.journal, err = s.openJournal(ctx); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	s.closers = append(s.closers, s.journal.Close)
 	if cfg.IdentityEnabled() {
 		if err := s.buildIdentity(ctx); err != nil {
 			return nil, err
@@ -113,10 +119,6 @@ func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 	if err := s.buildAdmin(); err != nil {
 		return nil, fmt.Errorf("ops admin: %w", err)
 	}
-	if s.journal, err = s.openJournal(ctx); err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
-	}
-	s.closers = append(s.closers, s.journal.Close)
 
 	upstreams := map[string]http.Handler{}
 	s.guards = map[string]*protection{}
@@ -210,6 +212,7 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 		Issuer: issuer, DataDir: cfg.DataDir, Sessions: s.sessions, Users: s.users,
 		DerivedCustomers: cfg.Estate.Customers, SMS: sms, Logger: s.log.With("component", "identity"),
 		Registerer: s.metrics.Registry, KeyStore: keyStore, KeyKEK: kek,
+		DirectoryWrites: identity.NewJournalWrites(s.journal),
 	}
 	if s.scrubber != nil {
 		icfg.Observer, icfg.Limiter = s.scrubber, loginLimiter{s.scrubber}
@@ -233,12 +236,29 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 		}
 		s.closers = append(s.closers, rc.Close, br.Close) // run in reverse: the bridge flushes first
 	}
+	// What logins wrote to the journal for the directory reaches it when it
+	// answers: a short deadline per write (a stuck directory holds no
+	// worker long) and a rate that drains an outage's backlog in seconds.
+	rp, err := journal.NewReplayer(journal.ReplayerConfig{Store: s.journal, Upstream: identity.DirectoryUpstream,
+		Handler: s.identity.DirectoryEventsHandler(s.users), Rate: directoryReplayRate, Timeout: directoryReplayTimeout,
+		Lease: s.cfg.Journal.Lease, Owner: replayOwner(s.cfg.Listen), Registerer: s.metrics.Registry,
+		Logger: s.log.With("component", "replay", "upstream", identity.DirectoryUpstream)})
+	if err != nil {
+		return fmt.Errorf("directory writes: %w", err)
+	}
+	s.background = append(s.background, func(ctx context.Context) { rp.Run(ctx) })
 	faults := identity.FaultsHandler(s.users.Stuck, s.users.SetStuck, s.log)
 	s.ops.Handle("GET /ops/identity/faults", faults)
 	s.ops.Handle("PUT /ops/identity/faults", faults)
 	s.ops.Handle("PUT /ops/identity/users/{id}", identity.DirectoryHandler(s.users, s.log))
 	return nil
 }
+
+// How the directory writes of logins are replayed (see buildIdentity).
+const (
+	directoryReplayRate    = 500
+	directoryReplayTimeout = 2 * time.Second
+)
 
 // newUsers builds the embedded customer directory: the estate's derived
 // customers, with the estate's phones and the configured hash cost, at most

@@ -63,6 +63,9 @@ type Config struct {
 	// Limiter may refuse a login attempt before the password is checked;
 	// nil allows all.
 	Limiter LoginLimiter
+	// DirectoryWrites queues what logins write to the directory (see
+	// dirwrites.go); nil writes nothing.
+	DirectoryWrites DirectoryWriter
 	// Passkeys configures WebAuthn passkeys as the second factor (see
 	// PasskeyConfig); the zero value derives them from the issuer.
 	Passkeys PasskeyConfig

@@ -506,6 +506,9 @@ func (p *Provider) loginPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.Is(err, users.ErrNotFound), errors.Is(err, users.ErrBadPassword):
 		p.observe(RouteLoginPassword, addr, account, false, device)
+		if errors.Is(err, users.ErrBadPassword) {
+			p.writeDirectory(r.Context(), users.EventPasswordFailed, account, a.id, "pw-"+randomID(6), "", "")
+		}
 		p.log.InfoContext(r.Context(), "login refused", slog.String("account", account), slog.String("client", addr.String()), slog.Bool("device", device))
 		page.Error = t["bad_creds"]
 		p.render(w, http.StatusUnauthorized, page)
@@ -710,20 +713,26 @@ func (p *Provider) loginOTP(w http.ResponseWriter, r *http.Request) {
 		if p.cfg.Limiter != nil {
 			p.cfg.Limiter.CodeFailed(u.ID, device)
 		}
+		p.writeDirectory(r.Context(), users.EventCodeFailed, u.ID, a.id, "code-"+randomID(6), "", "")
 		p.render(w, http.StatusUnauthorized, pageData{Lang: lang, Step: "otp", ID: a.id, Error: t["bad_otp"], Hint: otpHint(lang, &u)})
 		return
 	}
 	p.observe(RouteLoginOTP, addr, u.ID, true, device)
 	p.log.InfoContext(r.Context(), "login", slog.String("account", u.ID), slog.String("client", addr.String()), slog.Bool("device", device))
 	amr := []string{"pwd", "otp", "mfa"}
+	method, nonce := "pwd+otp", ""
 	if viaBackup {
 		// The device keeps its cookie, and with it its snapshot: a login
 		// from a snapshot never makes a new one, so none outlives its window.
 		p.startBrowserSession(w, r, u, append(amr, amrBackup))
+		method = "pwd+otp+backup"
+		nonce, _ = p.deviceNonce(r, u.ID)
 	} else {
 		p.startBrowserSession(w, r, u, amr)
-		p.takeSnapshot(r.Context(), u, p.setDeviceCookie(w, r, u.ID))
+		nonce = p.setDeviceCookie(w, r, u.ID)
+		p.takeSnapshot(r.Context(), u, nonce)
 	}
+	p.writeDirectory(r.Context(), users.EventLogin, u.ID, a.id, "login", method, nonce)
 	http.Redirect(w, r, PathAuthorize+"/callback?id="+url.QueryEscape(a.id), http.StatusSeeOther)
 }
 

@@ -385,9 +385,15 @@ func (p *Provider) passkeyFinish(w http.ResponseWriter, r *http.Request) {
 	p.observe(RouteLoginPasskey, addr, u.ID, true, device)
 	p.log.InfoContext(r.Context(), "login", slog.String("account", u.ID), slog.String("client", addr.String()), slog.Bool("device", device), slog.String("factor", "passkey"))
 	p.startBrowserSession(w, r, u, amr)
-	if !slices.Contains(amr, amrBackup) {
-		p.takeSnapshot(r.Context(), u, p.setDeviceCookie(w, r, u.ID))
+	method, nonce := "passkey", ""
+	if slices.Contains(amr, amrBackup) {
+		method = "passkey+backup"
+		nonce, _ = p.deviceNonce(r, u.ID)
+	} else {
+		nonce = p.setDeviceCookie(w, r, u.ID)
+		p.takeSnapshot(r.Context(), u, nonce)
 	}
+	p.writeDirectory(r.Context(), users.EventLogin, u.ID, a.id, "login", method, nonce)
 	writeJSONStatus(w, http.StatusOK, map[string]string{"redirect": PathAuthorize + "/callback?id=" + url.QueryEscape(a.id)})
 }
 

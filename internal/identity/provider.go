@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
@@ -38,9 +39,10 @@ type Provider struct {
 	verifier  *Verifier
 	revs      *Revocations
 	deviceKey []byte
-	refKey    []byte    // MAC key of in-process token references (token.go)
-	passkeys  *passkeys // nil when passkeys are off (passkey.go)
-	backup    *backup   // the directory's breaker and the snapshots (backup.go)
+	refKey    []byte                 // MAC key of in-process token references (token.go)
+	passkeys  *passkeys              // nil when passkeys are off (passkey.go)
+	backup    *backup                // the directory's breaker and the snapshots (backup.go)
+	dirWrites *prometheus.CounterVec // directory writes by kind and outcome (dirwrites.go)
 	hashing   chan struct{}
 	op        *op.Provider
 	handler   http.Handler
@@ -108,6 +110,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		p.users = m
 	}
 	p.backup = newBackup(cfg, p.log)
+	p.dirWrites = newDirWritesMetric(cfg.Registerer, p.log)
 	p.hashing = make(chan struct{}, runtime.GOMAXPROCS(0))
 	if w, ok := p.users.(DirectoryWatcher); ok {
 		// A change to a customer's password, phone or status in the

@@ -87,6 +87,10 @@ type Memory struct {
 
 	mu    sync.Mutex
 	cache map[string]string // derived id -> PHC hash
+	// activity is what logins wrote (Apply), for the customers who logged
+	// in: a few hundred bytes each, kept for the process's life, as a
+	// simulated directory can.
+	activity map[string]*activity
 
 	// hashes counts argon2id computations: every password check costs
 	// exactly one, whoever the id is (the tests hold it to that).
@@ -117,7 +121,7 @@ func NewMemory(opts Options) (*Memory, error) {
 		opts.MaxHashes = runtime.GOMAXPROCS(0)
 	}
 	m := &Memory{params: opts.Params, derived: opts.Derived, phone: opts.Phone, users: map[string]record{}, cache: map[string]string{},
-		hashing: make(chan struct{}, opts.MaxHashes)}
+		activity: map[string]*activity{}, hashing: make(chan struct{}, opts.MaxHashes)}
 	for _, d := range Demo {
 		h, err := Hash(d.Password, m.params)
 		if err != nil {
