@@ -166,6 +166,8 @@ func verdictLine(v drill.SLOResult) string {
 		got, want = fmt.Sprintf("%.0f ms", v.Got), fmt.Sprintf("≤ %.0f ms", v.Want)
 	case drill.MetricMaxBreaches:
 		got, want = fmt.Sprintf("%.0f got through", v.Got), fmt.Sprintf("≤ %.0f", v.Want)
+	case drill.MetricRecoverWithin:
+		got, want = fmt.Sprintf("back after %.0f s", v.Got), fmt.Sprintf("≤ %.0f s", v.Want)
 	default:
 		got, want = fmt.Sprintf("%.3f %%", 100*v.Got), fmt.Sprintf("≥ %.3g %%", 100*v.Want)
 	}

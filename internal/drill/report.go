@@ -183,6 +183,8 @@ func verdictRows(r *Results) []verdictRow {
 				want = "p99 ≤ " + fmtMS(s.Want)
 			case MetricMaxBreaches:
 				want = fmt.Sprintf("successful attacks ≤ %.0f", s.Want)
+			case MetricRecoverWithin:
+				want = fmt.Sprintf("recovered ≤ %.0f s", s.Want)
 			}
 			rows = append(rows, verdictRow{Line: s.Line, SLO: s.SLO, Want: want, Cells: make([]verdictCell, len(r.Arms))})
 			i = len(rows) - 1
@@ -194,6 +196,8 @@ func verdictRows(r *Results) []verdictRow {
 			got = fmtMS(s.Got)
 		case MetricMaxBreaches:
 			got = fmt.Sprintf("%.0f of %s", s.Got, groupDigits(s.Offered))
+		case MetricRecoverWithin:
+			got = fmt.Sprintf("%.0f s", s.Got)
 		}
 		if s.Note != "" {
 			got = "—"

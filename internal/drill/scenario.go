@@ -201,6 +201,15 @@ type SLO struct {
 	// goal) that may get what the attacker wanted, e.g. 0: the arm refused
 	// every one. Requests that are no attacks never count.
 	MaxBreaches *int64 `yaml:"max_breaches" json:"max_breaches,omitempty"`
+	// RecoverWithin is the longest the selection may take, from the start
+	// of its one phase, to be back to the success it had in the Baseline
+	// phase: the first second of the phase whose success share is at least
+	// RecoveredShare of the baseline's (seconds with fewer than
+	// recoverMinOffered requests say nothing and are skipped).
+	RecoverWithin *time.Duration `yaml:"recover_within" json:"recover_within,omitempty"`
+	// Baseline is the phase whose success RecoverWithin measures against,
+	// e.g. the peak before the outage.
+	Baseline string `yaml:"baseline" json:"baseline,omitempty"`
 
 	line int // where the line starts in the scenario file
 }

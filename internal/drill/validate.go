@@ -229,8 +229,20 @@ func (s *Scenario) validate() []*FieldError {
 				bad(pp.with("phase"), "unknown phase %q", p)
 			}
 		}
-		if o.MinSuccess == nil && o.MaxP99 == nil && o.MaxBreaches == nil {
-			bad(pp, "needs min_success, max_p99 or max_breaches")
+		if o.MinSuccess == nil && o.MaxP99 == nil && o.MaxBreaches == nil && o.RecoverWithin == nil {
+			bad(pp, "needs min_success, max_p99, max_breaches or recover_within")
+		}
+		if o.RecoverWithin != nil {
+			switch {
+			case *o.RecoverWithin <= 0:
+				bad(pp.with("recover_within"), "must be more than 0")
+			case len(o.Phase) != 1:
+				bad(pp.with("phase"), "recover_within is measured from the start of one phase: name exactly one")
+			case !phases[o.Baseline]:
+				bad(pp.with("baseline"), "recover_within needs the phase to compare with: unknown phase %q", o.Baseline)
+			}
+		} else if o.Baseline != "" {
+			bad(pp.with("baseline"), "only recover_within uses a baseline")
 		}
 		if o.MaxBreaches != nil && *o.MaxBreaches < 0 {
 			bad(pp.with("max_breaches"), "must be 0 or more attacks")
