@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"encoding/base64"
 	"fmt"
 	"html"
@@ -15,8 +16,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rempart/rempart/internal/config"
+	"github.com/rempart/rempart/internal/identity"
 	"github.com/rempart/rempart/internal/scrub/pow"
 )
 
@@ -269,5 +272,22 @@ func TestBackupLoginThroughServe(t *testing.T) {
 	}
 	if st, _ := loginOn(phone.b); st == http.StatusOK {
 		t.Fatal("a blocked customer got in through the backup path")
+	}
+
+	// The directory back, what the backup login wrote to it while it hung
+	// reaches it from the journal.
+	stuck(false)
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		res, body := s.do(t, "GET", s.ops+"/ops/identity/users/alice", "", nil)
+		var a identity.DirectoryActivity
+		if res.StatusCode == http.StatusOK && json.Unmarshal(body, &a) == nil && a.Logins == 2 {
+			if a.LastMethod != "pwd+otp+backup" || len(a.Devices) != 1 {
+				t.Fatalf("alice's activity in the directory: %s", body)
+			}
+			break
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("the backup login's writes never reached the directory: %d %s", res.StatusCode, body)
+		}
 	}
 }

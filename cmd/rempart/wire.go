@@ -251,6 +251,7 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 	s.ops.Handle("GET /ops/identity/faults", faults)
 	s.ops.Handle("PUT /ops/identity/faults", faults)
 	s.ops.Handle("PUT /ops/identity/users/{id}", identity.DirectoryHandler(s.users, s.log))
+	s.ops.Handle("GET /ops/identity/users/{id}", identity.DirectoryActivityHandler(s.users))
 	return nil
 }
 

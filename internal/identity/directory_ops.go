@@ -1,11 +1,13 @@
 package identity
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/rempart/rempart/internal/identity/users"
 	"github.com/rempart/rempart/internal/problem"
@@ -63,6 +65,47 @@ func DirectoryHandler(d Directory, log *slog.Logger) http.Handler {
 		log.Warn("directory changed by ops", slog.String("account", id), slog.Bool("blocked", c.Blocked != nil && *c.Blocked),
 			slog.Bool("password", c.Password != nil), slog.Bool("phone", c.Phone != nil))
 		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// ActivityReader is what GET /ops/identity/users/{id} reads; users.Memory
+// is one.
+type ActivityReader interface {
+	ActivityOf(ctx context.Context, id string) (users.Activity, error)
+}
+
+// DirectoryActivity is the body of GET /ops/identity/users/{id}: what the
+// directory has recorded of the customer's logins, the replayed writes of
+// the backup path included.
+type DirectoryActivity struct {
+	Account         string    `json:"account"`
+	Logins          int       `json:"logins"`
+	FailedPasswords int       `json:"failed_passwords"`
+	FailedCodes     int       `json:"failed_codes"`
+	LastLogin       time.Time `json:"last_login,omitzero"`
+	LastMethod      string    `json:"last_method,omitempty"`
+	Devices         []string  `json:"devices"`
+}
+
+// DirectoryActivityHandler serves GET /ops/identity/users/{id}. A stuck
+// directory answers 503 after a second, as it would a login.
+func DirectoryActivityHandler(d ActivityReader) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		a, err := d.ActivityOf(ctx, id)
+		switch {
+		case errors.Is(err, users.ErrNotFound):
+			problem.Write(w, problem.New(http.StatusNotFound, "no-such-customer", "no customer "+id))
+			return
+		case err != nil:
+			w.Header().Set("Retry-After", "2")
+			problem.Write(w, problem.New(http.StatusServiceUnavailable, "directory-unavailable", err.Error()))
+			return
+		}
+		writeJSONStatus(w, http.StatusOK, DirectoryActivity{Account: id, Logins: a.Logins, FailedPasswords: a.FailedPasswords,
+			FailedCodes: a.FailedCodes, LastLogin: a.LastLogin, LastMethod: a.LastMethod, Devices: append([]string{}, a.Devices...)})
 	})
 }
 

@@ -89,12 +89,24 @@ func (p *Provider) DirectoryEventsHandler(d EventApplier) http.Handler {
 			problem.Write(w, problem.New(http.StatusBadRequest, "invalid-field", "the event's id is not its Idempotency-Key").WithField("id"))
 			return
 		}
-		if b := p.backup; b.window >= 0 && b.cb.IsOpen() {
+		// Behind the directory's breaker, as logins are: while it is open
+		// the queue waits without calling, and once its delay is over a
+		// replayed write may be the probe that closes it, with no login
+		// needed to find the directory back.
+		b := p.backup
+		if b.window >= 0 && !b.cb.TryAcquirePermit() {
 			w.Header().Set("Retry-After", "2")
 			problem.Write(w, problem.New(http.StatusServiceUnavailable, "directory-unavailable", "the user directory's breaker is open"))
 			return
 		}
 		applied, err := d.Apply(r.Context(), e)
+		if b.window >= 0 {
+			if err == nil || errors.Is(err, users.ErrNotFound) || errors.Is(err, users.ErrInvalidEvent) {
+				b.cb.RecordSuccess()
+			} else {
+				b.cb.RecordFailure()
+			}
+		}
 		switch {
 		case errors.Is(err, users.ErrInvalidEvent):
 			problem.Write(w, problem.New(http.StatusBadRequest, "invalid-event", err.Error()))

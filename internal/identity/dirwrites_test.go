@@ -147,3 +147,39 @@ func TestDirectoryEventsRefused(t *testing.T) {
 		t.Fatalf("a refused event changed the directory: %+v", a)
 	}
 }
+
+// TestReplayProbesTheBreaker: with the directory's breaker open, the queue
+// waits without calling the directory; once the directory is back and the
+// breaker's delay over, a replayed write is the probe that closes it, no
+// login needed.
+func TestReplayProbesTheBreaker(t *testing.T) {
+	e, j := queuedEnv(t, filepath.Join(t.TempDir(), "journal.db"))
+	loginThroughOutage(t, e) // the directory is left stuck
+	for i := range 5 {
+		if st, _ := e.relogin(t, e.browser(t), "bruno", "bruno-demo-2025"); st != http.StatusServiceUnavailable {
+			t.Fatalf("login %d with the directory stuck: %d", i, st)
+		}
+	}
+	if !e.p.backup.cb.IsOpen() {
+		t.Fatalf("breaker %v, want open", e.p.backup.cb.State())
+	}
+	rp, err := journal.NewReplayer(journal.ReplayerConfig{Store: j, Upstream: DirectoryUpstream, Owner: "node-1",
+		Handler: e.p.DirectoryEventsHandler(e.users)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := rp.Drain(context.Background()); p.Replayed != 0 {
+		t.Fatalf("replayed %+v with the breaker open", p)
+	}
+	e.users.SetStuck(false)
+	time.Sleep(60 * time.Millisecond) // the breaker's delay (50 ms in backupEnv)
+	for range 3 {
+		if p, _ := rp.Drain(context.Background()); p.Replayed == 3 {
+			break
+		}
+	}
+	if !e.p.backup.cb.IsClosed() {
+		t.Fatalf("breaker %v after the replay, want closed", e.p.backup.cb.State())
+	}
+	wantOutageActivity(t, e.users)
+}
