@@ -136,7 +136,10 @@ func (p *Provider) takeSnapshot(ctx context.Context, u users.User, nonce string)
 	id := snapID(u.ID, nonce)
 	s := session.Session{ID: id, Subject: snapSubject(u.ID), CreatedAt: now, ExpiresAt: now.Add(b.window),
 		Attrs: map[string]string{snapVerifier: u.Verifier, snapVersion: strconv.FormatUint(u.Version, 10),
-			attrName: u.Name, attrPhone: u.Phone, attrEmail: u.Email}}
+			attrName: u.Name, attrPhone: u.Phone}}
+	if u.Email != "" { // most of the population has none: no key kept for it
+		s.Attrs[attrEmail] = u.Email
+	}
 	_ = p.sessions.Delete(ctx, id) // the device's previous snapshot, if any
 	if err := p.sessions.Create(ctx, s); err != nil {
 		p.log.WarnContext(ctx, "backup snapshot", slog.String("account", u.ID), slog.Any("err", err))

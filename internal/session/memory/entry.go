@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"encoding/binary"
 	"maps"
 	"slices"
 	"strconv"
@@ -13,14 +14,16 @@ import (
 // entry is one session as the store keeps it: 80 bytes, exactly a Go size
 // class, plus one allocation for its strings. Ten million of them are the
 // reason for every field's type (see BenchmarkBytesPerSession): the three
-// strings share one allocation and one header, ClientID and AMR are 16-bit
-// codes, attributes cost a nil pointer when absent.
+// strings and the attributes share one allocation and one header, ClientID
+// and AMR are 16-bit codes. Attributes are packed after the strings as the
+// log writes them (a count, then each key and value length-prefixed), not
+// held in a map: a Go map of even one entry costs about 300 bytes, more
+// than the rest of a backup-login snapshot beyond its verifier.
 type entry struct {
-	keys string // ID, DeviceID and Subject end to end
+	keys string // ID, DeviceID, Subject and the packed attributes end to end
 	// next is the subject's next session by CreatedAt. It is guarded by the
 	// subject shard's lock; every other field by the ID shard's.
-	next  *entry
-	attrs map[string]string // nil when empty, the common case
+	next *entry
 
 	created, lastSeen, expires, idle int64 // Unix nanoseconds; idle in nanoseconds
 
@@ -30,11 +33,52 @@ type entry struct {
 	amr     uint16 // interned AMR list
 	idLen   uint16
 	devLen  uint16
+	subLen  uint16
 }
 
-func (e *entry) id() string      { return e.keys[:e.idLen] }
-func (e *entry) device() string  { return e.keys[e.idLen : int(e.idLen)+int(e.devLen)] }
-func (e *entry) subject() string { return e.keys[int(e.idLen)+int(e.devLen):] }
+func (e *entry) id() string     { return e.keys[:e.idLen] }
+func (e *entry) device() string { return e.keys[e.idLen : int(e.idLen)+int(e.devLen)] }
+func (e *entry) subject() string {
+	o := int(e.idLen) + int(e.devLen)
+	return e.keys[o : o+int(e.subLen)]
+}
+
+// packedAttrs is the attributes as the log writes them; "" when none.
+func (e *entry) packedAttrs() string {
+	return e.keys[int(e.idLen)+int(e.devLen)+int(e.subLen):]
+}
+
+// appendAttrs packs attrs, keys sorted, as the log writes them.
+func appendAttrs(b []byte, attrs map[string]string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(attrs)))
+	for _, k := range slices.Sorted(maps.Keys(attrs)) {
+		b = appendString(b, k)
+		b = appendString(b, attrs[k])
+	}
+	return b
+}
+
+// attrs unpacks the entry's attributes; nil when none.
+func (e *entry) attrs() map[string]string {
+	p := e.packedAttrs()
+	n, w := binary.Uvarint([]byte(p[:min(len(p), binary.MaxVarintLen64)]))
+	if n == 0 || w <= 0 {
+		return nil
+	}
+	p = p[w:]
+	next := func() string {
+		l, w := binary.Uvarint([]byte(p[:min(len(p), binary.MaxVarintLen64)]))
+		v := p[w : w+int(l)]
+		p = p[w+int(l):]
+		return v
+	}
+	out := make(map[string]string, n)
+	for range n {
+		k := next()
+		out[k] = next()
+	}
+	return out
+}
 
 // deadline is when the entry stops being live unless touched.
 func (e *entry) deadline() int64 {
@@ -60,15 +104,16 @@ func (s *Store) newEntry(in session.Session) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	var b strings.Builder
-	b.Grow(len(in.ID) + len(in.DeviceID) + len(in.Subject))
-	b.WriteString(in.ID)
-	b.WriteString(in.DeviceID)
-	b.WriteString(in.Subject)
+	b := make([]byte, 0, len(in.ID)+len(in.DeviceID)+len(in.Subject))
+	b = append(append(append(b, in.ID...), in.DeviceID...), in.Subject...)
+	if len(in.Attrs) > 0 {
+		b = appendAttrs(b, in.Attrs)
+	}
 	e := &entry{
-		keys:    b.String(),
+		keys:    string(b),
 		idLen:   uint16(len(in.ID)),
 		devLen:  uint16(len(in.DeviceID)),
+		subLen:  uint16(len(in.Subject)),
 		client:  client,
 		amr:     amr,
 		created: in.CreatedAt.UnixNano(),
@@ -78,9 +123,6 @@ func (s *Store) newEntry(in session.Session) (*entry, error) {
 	e.lastSeen = e.created
 	if !in.LastSeen.IsZero() {
 		e.lastSeen = in.LastSeen.UnixNano()
-	}
-	if len(in.Attrs) > 0 {
-		e.attrs = maps.Clone(in.Attrs)
 	}
 	return e, nil
 }
@@ -100,9 +142,7 @@ func (s *Store) session(e *entry) session.Session {
 	if amr := s.amrs.value(e.amr); len(amr) > 0 {
 		out.AMR = slices.Clone(amr)
 	}
-	if len(e.attrs) > 0 {
-		out.Attrs = maps.Clone(e.attrs)
-	}
+	out.Attrs = e.attrs()
 	return out
 }
 

@@ -73,12 +73,10 @@ func (s *Store) appendCreate(buf []byte, e *entry) []byte {
 		b = binary.AppendVarint(b, e.lastSeen)
 		b = binary.AppendVarint(b, e.expires)
 		b = binary.AppendVarint(b, e.idle)
-		b = binary.AppendUvarint(b, uint64(len(e.attrs)))
-		for k, v := range e.attrs {
-			b = appendString(b, k)
-			b = appendString(b, v)
+		if p := e.packedAttrs(); p != "" {
+			return append(b, p...)
 		}
-		return b
+		return binary.AppendUvarint(b, 0)
 	})
 }
 
