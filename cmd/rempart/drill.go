@@ -142,7 +142,7 @@ func runDrill(cmd *cobra.Command, f drillFlags) error {
 	var failed []string
 	for _, v := range res.Failed() {
 		if v.Arm == "rempart" {
-			failed = append(failed, v.SLO)
+			failed = append(failed, sloName(v))
 		}
 	}
 	if a, ok := res.Arm("rempart"); ok && a.Error != "" && len(failed) == 0 {
@@ -152,6 +152,15 @@ func runDrill(cmd *cobra.Command, f drillFlags) error {
 		return fmt.Errorf("%d SLO line(s) of the rempart arm failed: %s", len(failed), strings.Join(failed, "; "))
 	}
 	return nil
+}
+
+// sloName is the line's name in the scenario with what it says, or only
+// what it says when it has no name.
+func sloName(v drill.SLOResult) string {
+	if v.Name == "" {
+		return v.SLO
+	}
+	return v.Name + " (" + v.SLO + ")"
 }
 
 // verdictLine is one SLO verdict in words.
@@ -171,7 +180,7 @@ func verdictLine(v drill.SLOResult) string {
 	default:
 		got, want = fmt.Sprintf("%.3f %%", 100*v.Got), fmt.Sprintf("≥ %.3g %%", 100*v.Want)
 	}
-	line := fmt.Sprintf("%s %-8s %s: %s (want %s, %d requests)", mark, v.Arm, v.SLO, got, want, v.Offered)
+	line := fmt.Sprintf("%s %-8s %s: %s (want %s, %d requests)", mark, v.Arm, sloName(v), got, want, v.Offered)
 	if v.Note != "" {
 		line += " — " + v.Note
 	}

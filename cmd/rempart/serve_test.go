@@ -37,7 +37,14 @@ func startServe(t *testing.T, cfg *config.Config) *running {
 // back to).
 func startServeOn(t *testing.T, cfg *config.Config, listen string) *running {
 	t.Helper()
-	cfg.Listen, cfg.OpsListen = listen, "127.0.0.1:0"
+	return startServeAt(t, cfg, listen, "127.0.0.1:0")
+}
+
+// startServeAt is startServeOn with the ops listener on ops, for tests whose
+// admin must log in with WebAuthn (the console's origin names its port).
+func startServeAt(t *testing.T, cfg *config.Config, listen, ops string) *running {
+	t.Helper()
+	cfg.Listen, cfg.OpsListen = listen, ops
 	cfg.DataDir = t.TempDir()
 	cfg.LogLevel = "error" // keep the test output to failures
 

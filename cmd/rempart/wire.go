@@ -170,6 +170,7 @@ func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 	if err := s.buildBoard(); err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
+	s.buildConsole()
 	return s, nil
 }
 

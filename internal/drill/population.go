@@ -96,6 +96,10 @@ type Target struct {
 	// in for the populations holding sessions, as an attacker who stole a
 	// token from a phone would. Draw.Thief is that token's customer.
 	Stolen bool
+	// Bot marks requests no customer makes (credential stuffing, login
+	// floods): refusing them is the arm doing its job, so the report counts
+	// them with the attackers, never in what customers were served.
+	Bot bool
 }
 
 // Partner networks, as the arms' demo partners are named (rempart's
@@ -159,10 +163,10 @@ func DefaultTargets() Targets {
 		"login": {Channel: ChannelLogin, Tier: tier.Sheddable,
 			Login: &Login{User: func(d *Draw) string { return d.Customer.ID }, Password: derivedPassword}},
 		// Real customer ids with passwords leaked elsewhere.
-		"credential_stuffing": {Channel: ChannelLogin, Tier: tier.Sheddable,
+		"credential_stuffing": {Channel: ChannelLogin, Tier: tier.Sheddable, Bot: true,
 			Login: &Login{User: func(d *Draw) string { return d.Customer.ID }, Password: func(d *Draw) string { return fmt.Sprintf("leak-%08x", d.Rand.Uint32()) }}},
 		// Made-up customer ids as fast as possible.
-		"login_flood": {Channel: ChannelLogin, Tier: tier.Sheddable,
+		"login_flood": {Channel: ChannelLogin, Tier: tier.Sheddable, Bot: true,
 			Login: &Login{User: func(d *Draw) string { return fmt.Sprintf("C%08d", 10_000_000+d.Rand.IntN(90_000_000)) }, Password: func(d *Draw) string { return "123456" }}},
 	}
 	for name, t := range attackTargets() {

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/vg"
 )
 
 //go:embed report.html.tmpl
@@ -69,16 +68,20 @@ type report struct {
 
 type legendItem struct {
 	Name, Color string
-	Dashed      bool
+	// Dash is the line's SVG stroke-dasharray ("" for a solid line), so
+	// the key draws the line as the chart does.
+	Dash string
 }
 
 type tierChart struct {
-	Tier string
-	SVG  template.HTML
+	Tier   string
+	SVG    template.HTML
+	Legend []legendItem // the arms drawn in it
 }
 
 type verdictRow struct {
-	Line  int
+	Line  int    // in the scenario file, for the reader who edits it
+	Name  string // the line's name, or the line in words
 	SLO   string
 	Want  string
 	Cells []verdictCell // one per arm, in run order
@@ -106,9 +109,14 @@ type verdictCell struct {
 
 type armView struct {
 	*ArmResult
-	Anchor      string
+	Anchor string
+	// Total is the customers' requests: attack channels and hostile
+	// populations (PopulationInfo.Hostile) are in Hostile, so refusing a
+	// bot never lowers, nor serving one raises, what customers were served.
 	Total       Counts
 	Success     string
+	Hostile     Counts
+	HostileOK   int64 // hostile requests on customer channels answered 2xx (a bot's login that got in)
 	Heat        []heatRow
 	SuccessSVG  template.HTML
 	LatencySVG  template.HTML
@@ -123,7 +131,11 @@ type armView struct {
 
 type heatRow struct {
 	Channel, Tier, Color string
-	Cells                []heatCell
+	// Hostile is the bots' row of a channel customers share with them
+	// (the login): its success is not the customers' and is not coloured
+	// as a verdict.
+	Hostile bool
+	Cells   []heatCell
 }
 
 type heatCell struct {
@@ -134,13 +146,13 @@ func newReport(r *Results) report {
 	v := report{Results: r}
 	for i, c := range r.Channels {
 		if !c.Attack {
-			v.Legend = append(v.Legend, legendItem{Name: c.Name, Color: cssColor(paletteColor(i))})
+			v.Legend = append(v.Legend, legendItem{Name: c.Name, Color: cssColor(paletteColor(i)), Dash: cssDash(seriesDash(i))})
 		}
 	}
 	v.Attacks = attackRows(r)
 	for i, a := range r.Arms {
 		v.ArmNames = append(v.ArmNames, a.Name)
-		v.ArmsKey = append(v.ArmsKey, legendItem{Name: a.Name, Color: cssColor(armColor(i))})
+		v.ArmsKey = append(v.ArmsKey, legendItem{Name: a.Name, Color: cssColor(armColor(i)), Dash: cssDash(seriesDash(i))})
 	}
 	v.Outcomes = []legendItem{
 		{Name: "ok", Color: cssColor(colorOK)}, {Name: "shed (Retry-After)", Color: cssColor(colorShed)},
@@ -186,7 +198,11 @@ func verdictRows(r *Results) []verdictRow {
 			case MetricRecoverWithin:
 				want = fmt.Sprintf("recovered ≤ %.0f s", s.Want)
 			}
-			rows = append(rows, verdictRow{Line: s.Line, SLO: s.SLO, Want: want, Cells: make([]verdictCell, len(r.Arms))})
+			name := s.Name
+			if name == "" {
+				name = s.SLO
+			}
+			rows = append(rows, verdictRow{Line: s.Line, Name: name, SLO: s.SLO, Want: want, Cells: make([]verdictCell, len(r.Arms))})
 			i = len(rows) - 1
 			index[k] = i
 		}
@@ -211,7 +227,8 @@ func verdictRows(r *Results) []verdictRow {
 	return rows
 }
 
-// compareCharts plots, per tier, every arm's success over time.
+// compareCharts plots, per tier, every arm's success over time for the
+// customers (bots and attackers left out).
 func compareCharts(r *Results) []tierChart {
 	var tiers []string
 	for _, c := range r.Channels {
@@ -226,22 +243,38 @@ func compareCharts(r *Results) []tierChart {
 		}
 		c := newChart("success (%)", r.Phases, r.Scenario.Seconds)
 		c.p.Y.Min, c.p.Y.Max = 0, 112
-		drawn := false
+		var key []legendItem
 		for i, a := range r.Arms {
-			ys := successSeries(&a, func(s Series) bool { return tierOf(r, s.Channel) == t })
+			ys := successSeries(&a, func(s Series) bool { return tierOf(r, s.Channel) == t && !isHostile(r, s.Population) })
 			if ys != nil {
-				c.line(ys, armColor(i), 1.6, nil)
-				drawn = true
+				c.line(ys, armColor(i), 1.6, seriesDash(i))
+				key = append(key, legendItem{Name: a.Name, Color: cssColor(armColor(i)), Dash: cssDash(seriesDash(i))})
 			}
 		}
-		if drawn {
-			out = append(out, tierChart{Tier: t, SVG: c.svg()})
+		if key != nil {
+			out = append(out, tierChart{Tier: t, SVG: c.svg(), Legend: key})
 		}
 	}
 	return out
 }
 
 func isAttack(r *Results, channel string) bool { return tierOf(r, channel) == TierAttack }
+
+// isHostile reports whether the population is bots or attackers.
+func isHostile(r *Results, population string) bool {
+	for _, p := range r.Populations {
+		if p.Name == population {
+			return p.Hostile
+		}
+	}
+	return false
+}
+
+// customers reports whether a cell or series counts in what customers
+// were served: a customer channel, a population of customers.
+func customers(r *Results, channel, population string) bool {
+	return !isAttack(r, channel) && !isHostile(r, population)
+}
 
 // attackRows is the attacks table: per kind and arm, how many got through.
 func attackRows(r *Results) []attackRow {
@@ -313,9 +346,15 @@ func successSeries(a *ArmResult, sel func(Series) bool) []float64 {
 func newArmView(r *Results, a *ArmResult) armView {
 	v := armView{ArmResult: a, Anchor: "arm-" + a.Name}
 	for _, p := range a.Phases {
-		for _, c := range p.Channels {
-			if !isAttack(r, c.Channel) {
+		for _, c := range p.Cells {
+			switch {
+			case customers(r, c.Channel, c.Population):
 				v.Total.add(c.Counts)
+			case isAttack(r, c.Channel):
+				v.Hostile.add(c.Counts)
+			default:
+				v.Hostile.add(c.Counts)
+				v.HostileOK += c.OK
 			}
 		}
 	}
@@ -347,9 +386,9 @@ func newArmView(r *Results, a *ArmResult) armView {
 		if c.Attack {
 			continue
 		}
-		clr := paletteColor(i)
-		if ys := successSeries(a, func(s Series) bool { return s.Channel == c.Name }); ys != nil {
-			sc.line(ys, clr, 1.3, nil)
+		clr, dash := paletteColor(i), seriesDash(i)
+		if ys := successSeries(a, func(s Series) bool { return s.Channel == c.Name && !isHostile(r, s.Population) }); ys != nil {
+			sc.line(ys, clr, 1.6, dash)
 		}
 		for _, ls := range a.Latency {
 			if ls.Channel != c.Name {
@@ -363,8 +402,12 @@ func newArmView(r *Results, a *ArmResult) armView {
 					lo, hi = math.Min(lo, p50[j]), math.Max(hi, p99[j])
 				}
 			}
-			lc.line(p99, clr, 1.3, nil)
-			lc.line(p50, clr, 0.8, []vg.Length{2, 2})
+			lc.line(p99, clr, 1.6, dash)
+			// The median is the same colour and dash, thin and pale: a
+			// second pattern per channel would make twenty to tell apart.
+			pale := clr
+			pale.A = 0x70
+			lc.line(p50, pale, 0.7, dash)
 		}
 	}
 	v.SuccessSVG = sc.svg()
@@ -383,7 +426,7 @@ func newArmView(r *Results, a *ArmResult) armView {
 	}
 	peak := 0.0
 	for _, s := range a.Series {
-		if isAttack(r, s.Channel) {
+		if !customers(r, s.Channel, s.Population) {
 			continue
 		}
 		for i, c := range s.Seconds {
@@ -428,30 +471,59 @@ func newArmView(r *Results, a *ArmResult) armView {
 	return v
 }
 
-// heatRows is the "who stayed served" table: success per channel and phase.
+// heatRows is the "who stayed served" table: success per channel and phase,
+// for the customers, and on a channel bots share with them (the login) a row
+// of the bots' own.
 func heatRows(r *Results, a *ArmResult) []heatRow {
 	var rows []heatRow
 	for i, c := range r.Channels {
 		if c.Attack {
 			continue
 		}
-		row := heatRow{Channel: c.Name, Tier: c.Tier, Color: cssColor(paletteColor(i))}
-		for _, p := range a.Phases {
-			cell := heatCell{Text: "", Class: "none"}
-			for _, cc := range p.Channels {
-				if cc.Channel != c.Name {
-					continue
+		customerRow := -1
+		for _, hostile := range []bool{false, true} {
+			row := heatRow{Channel: c.Name, Tier: c.Tier, Color: cssColor(paletteColor(i)), Hostile: hostile}
+			sent := false
+			for _, p := range a.Phases {
+				var cc Cell
+				for _, pc := range p.Cells {
+					if pc.Channel == c.Name && isHostile(r, pc.Population) == hostile {
+						cc.add(pc.Counts)
+					}
 				}
-				v, ok := cc.Success()
-				cell.Text = pctOrDash(v, ok)
-				cell.Class = heatClass(v, ok)
-				cell.Title = fmt.Sprintf("%s ok of %s offered · shed %s · errors %s · time-outs %s · client-dropped %s · p50 %s · p99 %s",
-					groupDigits(cc.OK), groupDigits(cc.Offered), groupDigits(cc.Shed), groupDigits(cc.Errors),
-					groupDigits(cc.Timeouts), groupDigits(cc.Dropped), fmtMS(cc.Latency.P50), fmtMS(cc.Latency.P99))
+				cell := heatCell{Text: "", Class: "none"}
+				if cc.Offered > 0 {
+					sent = true
+					v, ok := cc.Success()
+					cell.Text = pctOrDash(v, ok)
+					cell.Class = heatClass(v, ok)
+					if hostile {
+						cell.Class = "bots"
+					}
+					cell.Title = fmt.Sprintf("%s ok of %s offered · shed %s · errors %s · time-outs %s · client-dropped %s",
+						groupDigits(cc.OK), groupDigits(cc.Offered), groupDigits(cc.Shed), groupDigits(cc.Errors),
+						groupDigits(cc.Timeouts), groupDigits(cc.Dropped))
+					// Percentiles do not pool: the channel's latency is the
+					// customers' only when no bot sent on it in the phase.
+					for _, pc := range p.Channels {
+						if pc.Channel == c.Name && pc.Offered == cc.Offered {
+							cell.Title += fmt.Sprintf(" · p50 %s · p99 %s", fmtMS(pc.Latency.P50), fmtMS(pc.Latency.P99))
+						}
+					}
+				}
+				row.Cells = append(row.Cells, cell)
 			}
-			row.Cells = append(row.Cells, cell)
+			switch {
+			case !hostile:
+				customerRow = len(rows)
+				rows = append(rows, row)
+			case sent:
+				if !slices.ContainsFunc(rows[customerRow].Cells, func(c heatCell) bool { return c.Text != "" }) {
+					rows = slices.Delete(rows, customerRow, customerRow+1) // only bots sent there
+				}
+				rows = append(rows, row)
+			}
 		}
-		rows = append(rows, row)
 	}
 	return rows
 }

@@ -57,6 +57,10 @@ type PopulationInfo struct {
 	Sources     int                `json:"sources,omitempty"`
 	Timeout     string             `json:"timeout"`
 	Retry       string             `json:"retry"`
+	// Hostile marks a population whose every request is an attack or a
+	// bot's (Target.Attack, Target.Bot): the report counts it apart from
+	// the customers.
+	Hostile bool `json:"hostile,omitempty"`
 }
 
 // PhaseInfo is a phase in drill time with the rates and faults in force.
@@ -174,6 +178,7 @@ type GeneratorStats struct {
 // SLOResult is the verdict of one SLO line on one arm.
 type SLOResult struct {
 	Line    int     `json:"line,omitempty"` // in the scenario file
+	Name    string  `json:"name,omitempty"` // the line's name in the scenario
 	SLO     string  `json:"slo"`            // the line in words
 	Arm     string  `json:"arm"`
 	Metric  string  `json:"metric"` // "min_success" or "max_p99"
@@ -241,9 +246,15 @@ func newResults(s *Scenario, chans []ChannelInfo) *Results {
 		if p.Retry.Policy == RetryBackoff || p.Retry.Policy == RetrySDK {
 			retry += fmt.Sprintf(" (%v..%v)", p.Retry.Base, p.Retry.Cap)
 		}
+		hostile := len(p.Requests) > 0
+		for name := range p.Requests {
+			if t := s.targets[name]; t.Attack == "" && !t.Bot {
+				hostile = false
+			}
+		}
 		r.Populations = append(r.Populations, PopulationInfo{
 			Name: p.Name, Description: strings.TrimSpace(p.Description), Requests: p.Requests,
-			Session: p.Session, Sources: p.Sources, Timeout: p.Timeout.String(), Retry: retry,
+			Session: p.Session, Sources: p.Sources, Timeout: p.Timeout.String(), Retry: retry, Hostile: hostile,
 		})
 	}
 	for i, p := range s.Phases {

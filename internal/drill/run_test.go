@@ -231,6 +231,41 @@ func TestRunEndToEnd(t *testing.T) {
 		}
 	})
 
+	// Bots count apart from customers: refusing a login flood is the arm
+	// doing its job, not a customer left unserved.
+	t.Run("customers and bots", func(t *testing.T) {
+		for _, p := range res.Populations {
+			if want := p.Name == "bots"; p.Hostile != want {
+				t.Errorf("population %s: hostile %v, want %v", p.Name, p.Hostile, want)
+			}
+		}
+		a := &res.Arms[1]
+		var customers, bots Counts
+		for _, p := range a.Phases {
+			for _, c := range p.Cells {
+				if c.Population == "bots" {
+					bots.add(c.Counts)
+				} else {
+					customers.add(c.Counts)
+				}
+			}
+		}
+		v := newArmView(res, a)
+		if bots.Offered == 0 || v.Total != customers || v.Hostile != bots {
+			t.Errorf("arm %s: headline %+v and %+v, want customers %+v and bots %+v", a.Name, v.Total, v.Hostile, customers, bots)
+		}
+		var loginRows []bool
+		for _, h := range v.Heat {
+			if h.Channel == ChannelLogin {
+				loginRows = append(loginRows, h.Hostile)
+			}
+		}
+		// In the mini scenario only bots log in.
+		if !slices.Equal(loginRows, []bool{true}) {
+			t.Errorf("login rows (hostile?) %v, want the bots' only", loginRows)
+		}
+	})
+
 	t.Run("progress", func(t *testing.T) {
 		out := progress.String()
 		for _, want := range []string{"arm small (1/3)", "small · calm 1/3", "big · done", "bal "} {

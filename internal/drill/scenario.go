@@ -184,6 +184,9 @@ type Component struct {
 // SLO is one service-level line, evaluated for every arm it names. Selectors
 // take one name or a list; an empty selector matches everything.
 type SLO struct {
+	// Name is what the report calls the line, e.g. "card payments through
+	// the incident"; without one it shows the line in words.
+	Name string `yaml:"name" json:"name,omitempty"`
 	// Arm limits the line to one arm; empty judges every arm.
 	Arm string `yaml:"arm" json:"arm,omitempty"`
 	// Channel selects the channels (e.g. card_authorize) pooled in the line.

@@ -43,7 +43,7 @@ func judge(s *Scenario, arm string, armErr string, rec *recorder, chans []Channe
 			h, c := rec.phaseHist(sel)
 			got, lat = c, summarise(h)
 		}
-		v := SLOResult{Line: o.line, Arm: arm, Offered: got.Offered}
+		v := SLOResult{Line: o.line, Name: o.Name, Arm: arm, Offered: got.Offered}
 		note := func() string {
 			switch {
 			case armErr != "":

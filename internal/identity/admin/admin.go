@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -133,7 +135,14 @@ func (a *Admins) IssueEnrolToken() (string, time.Time, error) {
 // Bootstrap is what `rempart serve` says at start: while no admin exists it
 // issues an enrolment token and prints it, with where to use it, to w.
 // It names the machine token's file, never its value.
+//
+// It also records the console's origin in the admin directory, so that
+// `rempart admin enrol-token`, which finds the directory but not the
+// server's flags, prints the address this server answers at (Origin).
 func (a *Admins) Bootstrap(w io.Writer) error {
+	if err := writeAtomic(filepath.Join(a.dir, originFile), []byte(a.opts.Origins[0]+"\n")); err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
 	if a.hasOps {
 		fmt.Fprintf(w, "rempart: ops API automation token (bearer) in %s\n", a.MachineTokenPath())
 	}
@@ -159,6 +168,19 @@ func (a *Admins) Bootstrap(w io.Writer) error {
 		"`rempart admin enrol-token` issues a new one)\n",
 		a.opts.Origins[0], a.EnrolTokenPath(), exp.Format(time.RFC3339))
 	return nil
+}
+
+// Origin is the console origin the last server on the admin directory dir
+// announced (Bootstrap), or "" when none did.
+func Origin(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, originFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("admin: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // EnrolTokenPath is the file the first admin's enrolment token is written to.

@@ -459,6 +459,9 @@ func TestBootstrap(t *testing.T) {
 	if !strings.Contains(out.String(), e.origin+PathEnrol) || !strings.Contains(out.String(), e.a.EnrolTokenPath()) {
 		t.Fatalf("no URL or token file in %q", out.String())
 	}
+	if o, err := Origin(e.a.dir); err != nil || o != e.origin {
+		t.Fatalf("recorded origin %q, %v; want %q", o, err, e.origin)
+	}
 	fi, err := os.Stat(e.a.EnrolTokenPath())
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("enrolment token file: %v, mode %v; want 0600", err, fi.Mode().Perm())

@@ -23,6 +23,7 @@ const (
 	enrolDir     = "enrol"       // one file per live enrolment token, named by its hash
 	sessionKey   = "session.key" // HMAC key of admin session cookies
 	opsTokenFile = "ops-token"   // the machine token for automation
+	originFile   = "console"     // the console's origin, as the last serve on this directory announced it
 )
 
 // Token prefixes: they tell the two secrets apart at a glance and let
