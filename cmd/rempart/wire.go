@@ -215,6 +215,12 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 		Registerer: s.metrics.Registry, KeyStore: keyStore, KeyKEK: kek,
 		DirectoryWrites: identity.NewJournalWrites(s.journal),
 	}
+	if cfg.Sessions.Backend == "redis" {
+		// Clustered: a login's steps may reach any node. The embedded
+		// store stays out of it: one process owns its directory, and
+		// logins in progress need not wait for its fsyncs.
+		icfg.Logins = s.sessions
+	}
 	if s.scrubber != nil {
 		icfg.Observer, icfg.Limiter = s.scrubber, loginLimiter{s.scrubber}
 	}

@@ -7,13 +7,17 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/rempart/rempart/internal/identity/keys"
 	"github.com/rempart/rempart/internal/identity/users"
+	sessionredis "github.com/rempart/rempart/internal/session/redis"
 )
 
 func serve(b *testing.B, h http.Handler, form url.Values, user, pass string) *httptest.ResponseRecorder {
@@ -144,4 +148,46 @@ func BenchmarkSnapshotMemory(b *testing.B) {
 	per := float64(after.HeapInuse-before.HeapInuse) / float64(b.N)
 	b.ReportMetric(per, "B/snapshot")
 	b.ReportMetric(per-float64(len(u.Verifier)), "B/snapshot-beyond-verifier")
+}
+
+// BenchmarkLogin: one whole login of a fresh browser over loopback HTTP:
+// authorize, login page, password (argon2id at the tests' cost), SMS code,
+// callback, code exchange; logins in progress in the provider's own store.
+func BenchmarkLogin(b *testing.B) {
+	benchLogin(b, newEnv(b))
+}
+
+// BenchmarkLoginOnRedis: the same with logins in progress (and sessions) on
+// Redis, as a cluster keeps them. Skipped without REDIS_URL.
+func BenchmarkLoginOnRedis(b *testing.B) {
+	url := os.Getenv("REDIS_URL")
+	if url == "" {
+		b.Skip("REDIS_URL not set: skipping the Redis login benchmark")
+	}
+	prefix := "rempart-test:identity-bench:" + randomID(8) + ":"
+	s, err := sessionredis.Open(context.Background(), url, sessionredis.Options{Prefix: prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		o, _ := goredis.ParseURL(url)
+		c := goredis.NewClient(o)
+		defer c.Close()
+		ctx := context.Background()
+		for it := c.Scan(ctx, 0, prefix+"*", 1000).Iterator(); it.Next(ctx); {
+			c.Del(ctx, it.Val())
+		}
+		s.Close()
+	})
+	benchLogin(b, newEnv(b, func(c *Config) { c.Sessions, c.Logins = s, s }))
+}
+
+func benchLogin(b *testing.B, e *env) {
+	b.ReportAllocs()
+	for b.Loop() {
+		code, v := e.code(b)
+		if st, m := e.exchange(b, code, v); st != http.StatusOK {
+			b.Fatalf("exchange: %d %v", st, m)
+		}
+	}
 }

@@ -46,6 +46,13 @@ type Config struct {
 	// Sessions stores browser sessions and grants (refresh-token families).
 	// Nil opens an in-memory store that does not survive a restart.
 	Sessions session.Store
+	// Logins stores the logins in progress: authorization requests, their
+	// SMS-code and passkey steps, and authorization codes. Give every node
+	// of a cluster the same one (the shared Redis session store) so that a
+	// balancer may send each step of a login to any node. Nil keeps them in
+	// this process's memory, lost on restart (the customer starts again),
+	// as a single node needs. Its clock must be Now's.
+	Logins session.Store
 	// Users is the customer directory. Nil uses the embedded one (demo
 	// customers plus DerivedCustomers derived ones).
 	Users UserDirectory
@@ -112,10 +119,11 @@ type Config struct {
 	// VerifierCacheSize bounds the verified-token cache (entries). Default
 	// 100,000; negative disables it.
 	VerifierCacheSize int
-	// MaxPendingLogins bounds logins in progress held in memory (default
+	// MaxPendingLogins bounds logins in progress started on this node (default
 	// 100,000), MaxPendingPerSource those of one client address or IPv6 /64
 	// (default 64) and MaxPendingPerPrefix those of one /24 or /48 (default
-	// 1,024); see PendingLimits.
+	// 1,024); see PendingLimits. Each node counts the logins started on it:
+	// behind a balancer of n nodes a source may hold n times as many.
 	MaxPendingLogins, MaxPendingPerSource, MaxPendingPerPrefix int
 	// Now tells the time; nil means time.Now.
 	Now func() time.Time

@@ -292,7 +292,7 @@ func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
 		p.expired(w, pickLang(r, ""))
 		return
 	}
-	p.pending.show(a.id)
+	p.pending.show(r.Context(), a)
 	lang := pickLang(r, a.lang)
 	// A live browser session finishes the login without the form: only
 	// this browser's own request, checked above, and only as the app's
@@ -305,7 +305,7 @@ func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.promptNone {
 		// No page may be shown: the app learns that a login is needed.
-		p.pending.remove(a.id)
+		p.pending.remove(r.Context(), a.id)
 		op.AuthRequestError(w, r, a, oidc.ErrLoginRequired(), p.op)
 		return
 	}
@@ -407,7 +407,7 @@ func flowHash(v string) [32]byte { return sha256.Sum256([]byte("rempart-flow\x00
 // checkFlow loads the login and checks it belongs to this browser: one of
 // the flow cookies it sends is the one the request was created with.
 func (p *Provider) checkFlow(r *http.Request) (*authRequest, bool) {
-	a, err := p.pending.get(r.FormValue("id"))
+	a, err := p.pending.get(r.Context(), r.FormValue("id"))
 	if err != nil {
 		return nil, false
 	}
@@ -539,7 +539,7 @@ func (p *Provider) loginPassword(w http.ResponseWriter, r *http.Request) {
 	if viaBackup {
 		p.log.InfoContext(r.Context(), "password checked against the device's backup snapshot", slog.String("account", account))
 	}
-	err = p.pending.update(a.id, func(s *authRequest) error {
+	err = p.pending.update(r.Context(), a.id, func(s *authRequest) error {
 		s.passwordChecked(u, device)
 		s.backup = viaBackup
 		return nil
@@ -557,7 +557,7 @@ func (p *Provider) loginPassword(w http.ResponseWriter, r *http.Request) {
 // sendOTP sets a fresh code on the login and sends it to u by SMS.
 func (p *Provider) sendOTP(r *http.Request, id string, u users.User, lang string) error {
 	code := newOTP()
-	err := p.pending.update(id, func(s *authRequest) error {
+	err := p.pending.update(r.Context(), id, func(s *authRequest) error {
 		now := p.cfg.Now()
 		s.setOTP(code, now, now.Add(p.cfg.OTPTTL))
 		return nil
@@ -591,7 +591,7 @@ func (p *Provider) resendOTP(w http.ResponseWriter, r *http.Request, a *authRequ
 	now := p.cfg.Now()
 	var verdict string
 	var wait time.Duration
-	err := p.pending.update(a.id, func(s *authRequest) error {
+	err := p.pending.update(r.Context(), a.id, func(s *authRequest) error {
 		switch {
 		case s.user == nil:
 			verdict = "restart"
@@ -672,7 +672,7 @@ func (p *Provider) loginOTP(w http.ResponseWriter, r *http.Request) {
 	var outcome string
 	var u users.User
 	var device, viaBackup bool
-	err := p.pending.update(a.id, func(s *authRequest) error {
+	err := p.pending.update(r.Context(), a.id, func(s *authRequest) error {
 		if s.user == nil {
 			outcome = "restart"
 			return nil
@@ -765,9 +765,9 @@ func (p *Provider) startBrowserSession(w http.ResponseWriter, r *http.Request, u
 
 // finishFromSession completes a login from a live browser session: no
 // directory call, so it works while the directory is stuck.
-func (p *Provider) finishFromSession(_ context.Context, id string, s session.Session) error {
+func (p *Provider) finishFromSession(ctx context.Context, id string, s session.Session) error {
 	at, _ := strconv.ParseInt(s.Attrs[attrAuthTime], 10, 64)
-	return p.pending.update(id, func(a *authRequest) error {
+	return p.pending.update(ctx, id, func(a *authRequest) error {
 		a.done, a.subject, a.authTime, a.amr = true, s.Subject, time.Unix(at, 0), s.AMR
 		a.profile = map[string]string{attrName: s.Attrs[attrName], attrPhone: s.Attrs[attrPhone], attrEmail: s.Attrs[attrEmail]}
 		a.grant = randomID(16)

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
@@ -66,7 +67,7 @@ func formAsParsed(contentType string, body []byte) *http.Request {
 
 // done reports whether login id has been completed.
 func (e *env) done(id string) bool {
-	a, err := e.p.pending.get(id)
+	a, err := e.p.pending.get(context.Background(), id)
 	return err == nil && a.done
 }
 
@@ -111,13 +112,13 @@ func FuzzLoginPassword(f *testing.F) {
 		"id=ID&username=nobody&password=x")
 	f.Fuzz(func(t *testing.T, body, contentType string) {
 		l := e.fuzzLogin(t)
-		defer e.p.pending.remove(l.id)
+		defer e.p.pending.remove(context.Background(), l.id)
 		b := []byte(strings.ReplaceAll(body, "ID", l.id))
 		rec := e.send(l, PathLogin+"/password", "", contentType, b)
 		if rec.Code >= 500 {
 			t.Fatalf("%q: %d", b, rec.Code)
 		}
-		a, err := e.p.pending.get(l.id)
+		a, err := e.p.pending.get(context.Background(), l.id)
 		if err != nil {
 			t.Fatalf("%q removed the login: %v", b, err)
 		}
@@ -156,7 +157,7 @@ func FuzzLoginOTP(f *testing.F) {
 		"id=ID&code=")
 	f.Fuzz(func(t *testing.T, body, contentType string) {
 		l := e.fuzzLogin(t)
-		defer e.p.pending.remove(l.id)
+		defer e.p.pending.remove(context.Background(), l.id)
 		if rec := e.alicePassword(l); rec.Code != http.StatusOK {
 			t.Fatalf("password step: %d", rec.Code)
 		}
@@ -210,7 +211,6 @@ func (e *env) passkeyRegistry() []byte {
 // not done and the stored passkeys (their signature counters) as they were.
 func FuzzPasskeyFinish(f *testing.F) {
 	e, auth, _ := fuzzPasskeyEnv(f)
-	k := e.p.passkeys
 	stored := e.passkeyRegistry()
 	passkeyStep := func(t testing.TB) (fuzzLogin, string, json.RawMessage) {
 		l := e.fuzzLogin(t)
@@ -230,7 +230,7 @@ func FuzzPasskeyFinish(f *testing.F) {
 	}
 	// A real answer, to another ceremony, and variants of it.
 	old, _, opts := passkeyStep(f)
-	e.p.pending.remove(old.id)
+	e.p.pending.remove(context.Background(), old.id)
 	cred, err := auth.Get(opts)
 	if err != nil {
 		f.Fatal(err)
@@ -251,10 +251,7 @@ func FuzzPasskeyFinish(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string) {
 		l, q, _ := passkeyStep(t)
 		defer func() {
-			e.p.pending.remove(l.id)
-			k.mu.Lock()
-			delete(k.logins, l.id)
-			k.mu.Unlock()
+			e.p.pending.remove(context.Background(), l.id)
 		}()
 		rec := e.send(l, PathPasskeyFinish, q, "application/json", []byte(body))
 		if rec.Code < 400 || rec.Code >= 500 || rec.Header().Get("Content-Type") != "application/problem+json" {
@@ -308,9 +305,17 @@ func FuzzPasskeyRegisterFinish(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	k := e.p.passkeys
+	var sid string
+	for _, c := range l.cookies {
+		if c.Name == browserCookie {
+			sid = c.Value
+		}
+	}
 	f.Fuzz(func(t *testing.T, body string) {
 		begin(t)
+		if _, err := e.p.logins.Get(context.Background(), registrationID(sid)); err != nil {
+			t.Fatalf("no registration open after begin: %v", err)
+		}
 		rec := e.send(l, PathPasskeyRegisterFinish, "", "application/json", []byte(body))
 		if rec.Code < 400 || rec.Code >= 500 || rec.Header().Get("Content-Type") != "application/problem+json" {
 			t.Fatalf("%q: %d %q %s, want a 4xx problem document", body, rec.Code, rec.Header().Get("Content-Type"), rec.Body)
@@ -318,11 +323,8 @@ func FuzzPasskeyRegisterFinish(f *testing.F) {
 		if !bytes.Equal(e.passkeyRegistry(), stored) {
 			t.Fatalf("%q registered a passkey", body)
 		}
-		k.mu.Lock()
-		open := len(k.regs)
-		k.mu.Unlock()
-		if open != 0 {
-			t.Fatalf("%q left %d registrations open", body, open)
+		if _, err := e.p.logins.Get(context.Background(), registrationID(sid)); err == nil {
+			t.Fatalf("%q left its registration open", body)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -101,18 +102,43 @@ type passkeys struct {
 	now    func() time.Time
 	recent time.Duration
 
-	mu     sync.Mutex
-	users  map[string]*passkeyUser // by subject
-	logins map[string]*pkCeremony  // by authorization request id
-	regs   map[string]*pkCeremony  // by browser session id
+	mu    sync.Mutex
+	users map[string]*passkeyUser // by subject
 }
 
+// pkCeremony is a passkey step in progress: a login's lives in its
+// authorization request's record, a registration's in a record of its own
+// ("pr:" + the browser session's record id), both in the logins store, so
+// begin and finish may reach different nodes.
 type pkCeremony struct {
 	subject  string
 	data     *webauthn.SessionData
 	expires  time.Time
 	attempts int
 	smsSent  bool
+}
+
+// pkRecord is a pkCeremony as the store keeps it.
+type pkRecord struct {
+	Subject  string                `json:"sub"`
+	Data     *webauthn.SessionData `json:"data,omitempty"`
+	Expires  time.Time             `json:"exp"`
+	Attempts int                   `json:"attempts,omitempty"`
+	SMSSent  bool                  `json:"sms,omitempty"`
+}
+
+func (c *pkCeremony) record() *pkRecord {
+	if c == nil {
+		return nil
+	}
+	return &pkRecord{Subject: c.subject, Data: c.data, Expires: c.expires, Attempts: c.attempts, SMSSent: c.smsSent}
+}
+
+func (r *pkRecord) ceremony() *pkCeremony {
+	if r == nil {
+		return nil
+	}
+	return &pkCeremony{subject: r.Subject, data: r.Data, expires: r.Expires, attempts: r.Attempts, smsSent: r.SMSSent}
 }
 
 // passkeyRPFromIssuer derives the relying party from the issuer: its host
@@ -156,8 +182,7 @@ func newPasskeys(cfg Config, dir string) (*passkeys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("passkeys: %w", err)
 	}
-	k := &passkeys{wa: wa, now: cfg.Now, recent: pc.RecentLogin, users: map[string]*passkeyUser{},
-		logins: map[string]*pkCeremony{}, regs: map[string]*pkCeremony{}}
+	k := &passkeys{wa: wa, now: cfg.Now, recent: pc.RecentLogin, users: map[string]*passkeyUser{}}
 	if k.recent <= 0 {
 		k.recent = 10 * time.Minute
 	}
@@ -219,16 +244,6 @@ func (k *passkeys) has(subject string) bool {
 	return u != nil && len(u.Credentials) > 0
 }
 
-// sweepLocked drops expired ceremonies; the caller holds mu.
-func (k *passkeys) sweepLocked(m map[string]*pkCeremony) {
-	now := k.now()
-	for id, c := range m {
-		if now.After(c.expires) {
-			delete(m, id)
-		}
-	}
-}
-
 // offerPasskey is called once the password is right: when the customer has
 // a passkey (and did not ask for the SMS code) it shows the passkey step
 // instead of sending a code, and reports true.
@@ -236,21 +251,16 @@ func (p *Provider) offerPasskey(w http.ResponseWriter, r *http.Request, a *authR
 	if !p.passkeys.has(u.ID) {
 		return false
 	}
-	err := p.pending.update(a.id, func(s *authRequest) error {
+	expires := p.passkeys.now().Add(passkeyCeremonyTTL)
+	err := p.pending.update(r.Context(), a.id, func(s *authRequest) error {
 		s.passwordChecked(u, device) // no code is valid until one is sent
+		s.pk = &pkCeremony{subject: u.ID, expires: expires}
 		return nil
 	})
 	if err != nil {
 		p.expired(w, lang)
 		return true
 	}
-	k := p.passkeys
-	k.mu.Lock()
-	if len(k.logins) >= p.cfg.MaxPendingLogins {
-		k.sweepLocked(k.logins)
-	}
-	k.logins[a.id] = &pkCeremony{subject: u.ID, expires: k.now().Add(passkeyCeremonyTTL)}
-	k.mu.Unlock()
 	p.renderPasskey(w, http.StatusOK, lang, "login", a.id, "")
 	return true
 }
@@ -277,11 +287,8 @@ func (p *Provider) passkeyLogin(w http.ResponseWriter, r *http.Request) (*authRe
 		passkeyProblem(w, http.StatusBadRequest, "login-expired", messages[pickLang(r, "")]["expired"])
 		return nil, nil
 	}
-	k := p.passkeys
-	k.mu.Lock()
-	c := k.logins[a.id]
-	k.mu.Unlock()
-	if c == nil || c.subject != a.user.ID || k.now().After(c.expires) {
+	c := a.pk
+	if c == nil || c.subject != a.user.ID || p.passkeys.now().After(c.expires) {
 		passkeyProblem(w, http.StatusBadRequest, "login-expired", messages[pickLang(r, a.lang)]["expired"])
 		return nil, nil
 	}
@@ -303,9 +310,17 @@ func (p *Provider) passkeyBegin(w http.ResponseWriter, r *http.Request) {
 		passkeyProblem(w, http.StatusInternalServerError, "internal", "internal error")
 		return
 	}
-	k.mu.Lock()
-	c.data = sd
-	k.mu.Unlock()
+	err = p.pending.update(r.Context(), a.id, func(s *authRequest) error {
+		if s.pk == nil || s.pk.subject != c.subject {
+			return errUnknownRequest
+		}
+		s.pk.data = sd
+		return nil
+	})
+	if err != nil {
+		passkeyProblem(w, http.StatusBadRequest, "login-expired", messages[pickLang(r, a.lang)]["expired"])
+		return
+	}
 	writeJSONStatus(w, http.StatusOK, map[string]any{"publicKey": assertion.Response})
 }
 
@@ -323,12 +338,26 @@ func (p *Provider) passkeyFinish(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		parsed, err = protocol.ParseCredentialRequestResponseBytes(body)
 	}
+	// One answer per begun ceremony, and every answer counts, on whichever
+	// node it lands: the challenge is taken and the attempt counted in one
+	// atomic update of the request.
+	var sd *webauthn.SessionData
+	tooMany := false
+	if uerr := p.pending.update(r.Context(), a.id, func(s *authRequest) error {
+		if s.pk == nil || s.pk.subject != c.subject {
+			return errUnknownRequest
+		}
+		sd = s.pk.data
+		s.pk.data = nil
+		s.pk.attempts++
+		tooMany = s.pk.attempts > maxOTPAttempts
+		return nil
+	}); uerr != nil {
+		passkeyProblem(w, http.StatusBadRequest, "login-expired", messages[lang]["expired"])
+		return
+	}
 	k := p.passkeys
 	k.mu.Lock()
-	sd := c.data
-	c.data = nil // one answer per begun ceremony
-	c.attempts++
-	tooMany := c.attempts > maxOTPAttempts
 	var cred *webauthn.Credential
 	if err == nil && sd != nil && !tooMany {
 		cred, err = k.wa.ValidateLogin(k.users[c.subject].clone(), *sd, parsed)
@@ -346,7 +375,6 @@ func (p *Provider) passkeyFinish(w http.ResponseWriter, r *http.Request) {
 			next[c.subject] = pu
 			if err = k.saveLocked(next); err == nil {
 				k.users = next
-				delete(k.logins, a.id)
 			}
 		}
 	} else if err == nil {
@@ -366,8 +394,8 @@ func (p *Provider) passkeyFinish(w http.ResponseWriter, r *http.Request) {
 	}
 	now := p.cfg.Now()
 	var amr []string
-	err = p.pending.update(a.id, func(s *authRequest) error {
-		s.otpHash = [32]byte{}
+	err = p.pending.update(r.Context(), a.id, func(s *authRequest) error {
+		s.otpHash, s.pk = [32]byte{}, nil
 		s.done, s.subject, s.authTime = true, u.ID, now
 		s.amr = slices.Clone(passkeyAMR)
 		if s.backup {
@@ -397,6 +425,38 @@ func (p *Provider) passkeyFinish(w http.ResponseWriter, r *http.Request) {
 	writeJSONStatus(w, http.StatusOK, map[string]string{"redirect": PathAuthorize + "/callback?id=" + url.QueryEscape(a.id)})
 }
 
+// registrationID is the store id of a browser's passkey registration.
+func registrationID(sid string) string { return "pr:" + browserRecordID(sid) }
+
+// saveRegistration stores a begun registration, replacing the browser's
+// previous one.
+func (p *Provider) saveRegistration(ctx context.Context, sid string, c *pkCeremony) error {
+	b, err := json.Marshal(c.record())
+	if err != nil {
+		return err
+	}
+	id, now := registrationID(sid), p.cfg.Now()
+	_ = p.logins.Delete(ctx, id)
+	return p.logins.Create(ctx, session.Session{ID: id, Subject: id, CreatedAt: now, ExpiresAt: c.expires,
+		Attrs: map[string]string{attrRequest: string(b)}})
+}
+
+// takeRegistration returns the browser's begun registration and deletes
+// it: of two finishes on two nodes, only the one whose Delete succeeds
+// gets it. Nil when there is none.
+func (p *Provider) takeRegistration(ctx context.Context, sid string) *pkCeremony {
+	id := registrationID(sid)
+	s, err := p.logins.Get(ctx, id)
+	if err != nil || p.logins.Delete(ctx, id) != nil {
+		return nil
+	}
+	var rec pkRecord
+	if json.Unmarshal([]byte(s.Attrs[attrRequest]), &rec) != nil {
+		return nil
+	}
+	return rec.ceremony()
+}
+
 func maps(m map[string]*passkeyUser) map[string]*passkeyUser {
 	c := make(map[string]*passkeyUser, len(m)+1)
 	for k, v := range m {
@@ -417,14 +477,19 @@ func (p *Provider) loginSMS(w http.ResponseWriter, r *http.Request) {
 	lang := pickLang(r, a.lang)
 	u := *a.user
 	first := false
-	if k := p.passkeys; k != nil {
-		k.mu.Lock()
-		c := k.logins[a.id]
-		first = c != nil && !c.smsSent
-		if first {
-			c.smsSent = true
+	if a.pk != nil && !a.pk.smsSent {
+		// Atomic: of two clicks on two nodes, one sends the first code.
+		err := p.pending.update(r.Context(), a.id, func(s *authRequest) error {
+			first = s.pk != nil && !s.pk.smsSent
+			if first {
+				s.pk.smsSent = true
+			}
+			return nil
+		})
+		if err != nil {
+			p.expired(w, lang)
+			return
 		}
-		k.mu.Unlock()
 	}
 	if !first {
 		// The code step's "send a new code".
@@ -510,12 +575,11 @@ func (p *Provider) passkeyRegisterBegin(w http.ResponseWriter, r *http.Request) 
 		passkeyProblem(w, http.StatusInternalServerError, "internal", "internal error")
 		return
 	}
-	k.mu.Lock()
-	if len(k.regs) >= p.cfg.MaxPendingLogins {
-		k.sweepLocked(k.regs)
+	if err := p.saveRegistration(r.Context(), sid, &pkCeremony{subject: s.Subject, data: sd, expires: k.now().Add(passkeyCeremonyTTL)}); err != nil {
+		p.log.ErrorContext(r.Context(), "passkey register begin", slog.Any("err", err))
+		passkeyProblem(w, http.StatusInternalServerError, "internal", "internal error")
+		return
 	}
-	k.regs[sid] = &pkCeremony{subject: s.Subject, data: sd, expires: k.now().Add(passkeyCeremonyTTL)}
-	k.mu.Unlock()
 	writeJSONStatus(w, http.StatusOK, map[string]any{"publicKey": creation.Response})
 }
 
@@ -536,9 +600,8 @@ func (p *Provider) passkeyRegisterFinish(w http.ResponseWriter, r *http.Request)
 		parsed, err = protocol.ParseCredentialCreationResponseBytes(body)
 	}
 	k := p.passkeys
+	c := p.takeRegistration(r.Context(), sid)
 	k.mu.Lock()
-	c := k.regs[sid]
-	delete(k.regs, sid)
 	if err == nil && (c == nil || c.subject != s.Subject || k.now().After(c.expires)) {
 		err = errors.New("no begun registration")
 	}

@@ -35,6 +35,8 @@ type Provider struct {
 	grants    *grants
 	sessions  session.Store
 	closeSess bool
+	logins    session.Store // logins in progress (Config.Logins)
+	closeLog  bool
 	users     UserDirectory
 	verifier  *Verifier
 	revs      *Revocations
@@ -118,7 +120,16 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		w.Watch(p.dropSnapshots)
 	}
 	p.clients = demoClients(cfg.Issuer, cfg.IDTokenTTL)
-	p.pending = newPending(cfg.Now, PendingLimits{Max: cfg.MaxPendingLogins, PerSource: cfg.MaxPendingPerSource, PerPrefix: cfg.MaxPendingPerPrefix})
+	if p.logins = cfg.Logins; p.logins == nil {
+		// The process's own, on the provider's clock: a single node's
+		// logins need neither sharing nor durability.
+		m, err := memory.Open(ctx, memory.Options{Clock: clockFunc(cfg.Now)})
+		if err != nil {
+			return nil, fmt.Errorf("identity: logins store: %w", err)
+		}
+		p.logins, p.closeLog = m, true
+	}
+	p.pending = newPending(p.logins, cfg.Now, PendingLimits{Max: cfg.MaxPendingLogins, PerSource: cfg.MaxPendingPerSource, PerPrefix: cfg.MaxPendingPerPrefix})
 	p.grants = &grants{store: p.sessions, now: cfg.Now, ttl: cfg.GrantTTL, idle: cfg.GrantIdle}
 	p.revs = NewRevocations(cfg.Now)
 	p.verifier = NewVerifier(VerifierConfig{
@@ -233,6 +244,9 @@ func (p *Provider) Keys() *keys.Set { return p.keys }
 // Close releases the session store when the provider opened it.
 func (p *Provider) Close() error {
 	p.keys.Close()
+	if p.closeLog {
+		p.logins.Close()
+	}
 	if p.closeSess {
 		return p.sessions.Close()
 	}

@@ -85,22 +85,22 @@ func (s storage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, hin
 	if len(r.UILocales) > 0 {
 		a.lang = r.UILocales[0].String()
 	}
-	if err := s.p.pending.add(a); err != nil {
+	if err := s.p.pending.add(ctx, a); err != nil {
 		return nil, oidc.ErrServerError().WithDescription("too many logins in progress, retry later")
 	}
 	c := *a
 	return &c, nil
 }
 
-func (s storage) AuthRequestByID(_ context.Context, id string) (op.AuthRequest, error) {
-	return s.p.pending.get(id)
+func (s storage) AuthRequestByID(ctx context.Context, id string) (op.AuthRequest, error) {
+	return s.p.pending.get(ctx, id)
 }
 
 // AuthRequestByCode spends the code. A second use is refused and revokes the
 // grant the first exchange created, so a stolen code replayed after the
 // legitimate exchange takes the legitimate tokens down with it.
 func (s storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
-	a, grantID, err := s.p.pending.redeem(code)
+	a, grantID, err := s.p.pending.redeem(ctx, code)
 	if errors.Is(err, errCodeReplayed) {
 		s.p.log.WarnContext(ctx, "authorization code replayed; revoking its grant", slog.String("grant", grantID))
 		s.p.revokeGrant(ctx, grantID)
@@ -112,12 +112,12 @@ func (s storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthReq
 	return a, nil
 }
 
-func (s storage) SaveAuthCode(_ context.Context, id, code string) error {
-	return s.p.pending.saveCode(id, code)
+func (s storage) SaveAuthCode(ctx context.Context, id, code string) error {
+	return s.p.pending.saveCode(ctx, id, code)
 }
 
-func (s storage) DeleteAuthRequest(_ context.Context, id string) error {
-	s.p.pending.remove(id)
+func (s storage) DeleteAuthRequest(ctx context.Context, id string) error {
+	s.p.pending.remove(ctx, id)
 	return nil
 }
 

@@ -94,6 +94,11 @@ func (s *SessionDB) Touch(ctx context.Context, id string) (out session.Session, 
 	return out, err
 }
 
+func (s *SessionDB) Update(ctx context.Context, id string, f func(*session.Session) error) (out session.Session, err error) {
+	err = s.db.call(ctx, core.Write, func(ctx context.Context) (e error) { out, e = s.inner.Update(ctx, id, f); return e })
+	return out, err
+}
+
 func (s *SessionDB) Delete(ctx context.Context, id string) error {
 	return s.db.call(ctx, core.Write, func(ctx context.Context) error { return s.inner.Delete(ctx, id) })
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -116,6 +117,17 @@ type Store interface {
 	// Touch records activity: LastSeen becomes now, which pushes the idle
 	// deadline out but never past ExpiresAt. ErrNotFound as Get.
 	Touch(ctx context.Context, id string) (Session, error)
+	// Update applies f to a copy of the live session with the ID and stores
+	// the result atomically: no other Update of the session falls between
+	// the read f is given and the write, so concurrent read-modify-writes
+	// (an attempt counter on two gateways) lose nothing. f may change Attrs
+	// and ExpiresAt only; any other change fails with ErrInvalid, as does a
+	// result Validate refuses. An error from f is returned as is and nothing
+	// is written. A backend may call f more than once (after a conflicting
+	// write) and may hold a lock while it runs, so f must be quick, have no
+	// effect besides its argument and never call the store. Update returns
+	// the stored session; ErrNotFound as Get. Durability is Create's.
+	Update(ctx context.Context, id string, f func(*Session) error) (Session, error)
 	// Delete removes the session, or fails with ErrNotFound.
 	Delete(ctx context.Context, id string) error
 	// DeleteSubject removes every session of the subject (logout
@@ -125,6 +137,19 @@ type Store interface {
 	ListSubject(ctx context.Context, subject string) ([]Session, error)
 	// Close releases the backend's resources.
 	Close() error
+}
+
+// CheckUpdate reports, wrapping ErrInvalid, whether next changes anything of
+// prev that Update must keep: everything but Attrs, ExpiresAt and LastSeen
+// (which Touch owns), and whether next is valid.
+func CheckUpdate(prev, next Session) error {
+	if next.ID != prev.ID || next.Subject != prev.Subject || next.ClientID != prev.ClientID ||
+		next.DeviceID != prev.DeviceID || !next.CreatedAt.Equal(prev.CreatedAt) ||
+		next.IdleTimeout != prev.IdleTimeout || !slices.Equal(next.AMR, prev.AMR) {
+		return fmt.Errorf("update changes more than attrs and expiry: %w", ErrInvalid)
+	}
+	next.LastSeen = prev.LastSeen
+	return next.Validate()
 }
 
 // Clock tells the time. Backends take one so tests can move time by hand.

@@ -56,6 +56,16 @@ func workload(t *testing.T, s *Store, clk *sessiontest.FakeClock, prefix string)
 			if _, err := s.Touch(ctx, sess.ID); err != nil {
 				t.Fatalf("touch: %v", err)
 			}
+		case 3:
+			// An update is logged whole; replay must bring back the new
+			// attributes and expiry, not the created ones.
+			if _, err := s.Update(ctx, sess.ID, func(u *session.Session) error {
+				u.Attrs = map[string]string{"step": fmt.Sprint(i)}
+				u.ExpiresAt = u.ExpiresAt.Add(-time.Hour)
+				return nil
+			}); err != nil {
+				t.Fatalf("update: %v", err)
+			}
 		}
 	}
 	if _, err := s.DeleteSubject(ctx, prefix+"-customer-3"); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"maps"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -354,6 +355,64 @@ func (s *Store) Touch(ctx context.Context, id string) (session.Session, error) {
 		}
 	}
 	return s.session(e), nil
+}
+
+// Update implements session.Store. f runs under the ID shard's lock, which
+// is what makes the read-modify-write atomic. The new state is logged as a
+// whole-session record (replay's restore replaces the session with its ID),
+// and Update waits for it like Create.
+func (s *Store) Update(ctx context.Context, id string, f func(*session.Session) error) (session.Session, error) {
+	h, is, now, err := s.locate(ctx, id)
+	if err != nil {
+		return session.Session{}, err
+	}
+	is.mu.Lock()
+	e := is.ids.get(h, id)
+	if e == nil || !e.live(now) {
+		is.mu.Unlock()
+		return session.Session{}, session.ErrNotFound
+	}
+	prev := s.session(e)
+	next := s.session(e)
+	if err := f(&next); err != nil {
+		is.mu.Unlock()
+		return session.Session{}, err
+	}
+	if err := session.CheckUpdate(prev, next); err != nil {
+		is.mu.Unlock()
+		return session.Session{}, err
+	}
+	if s.log != nil {
+		if err := s.log.failed(); err != nil {
+			is.mu.Unlock()
+			return session.Session{}, err
+		}
+	}
+	e.attrs = nil
+	if len(next.Attrs) > 0 {
+		e.attrs = maps.Clone(next.Attrs)
+	}
+	if exp := next.ExpiresAt.UnixNano(); exp != e.expires {
+		e.expires = exp
+		// An earlier deadline must reach the heap's top in time; a later
+		// one is re-keyed by Prune when the old key pops.
+		if k := ceilSec(e.deadline()); k < e.heapKey {
+			e.heapKey = k
+			is.heap.up(int(e.hidx))
+		}
+	}
+	var seq uint64
+	if s.log != nil {
+		seq = s.log.add(func(b []byte) []byte { return s.appendCreate(b, e) })
+	}
+	out := s.session(e)
+	is.mu.Unlock()
+	if s.log != nil {
+		if err := s.log.sync(seq); err != nil {
+			return session.Session{}, err
+		}
+	}
+	return out, nil
 }
 
 // Delete implements session.Store.

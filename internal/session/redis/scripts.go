@@ -93,3 +93,27 @@ end
 redis.call('DEL', KEYS[1])
 return n
 `
+
+// updateScript: KEYS session; ARGV the json the caller read, the new json,
+// the new ExpiresAt ms, the subject key prefix. Returns 0 if there is no live session, -1 if its
+// json is no longer what the caller read (another Update won), else 1. The
+// comparison is of the whole stored json, byte for byte: no version field
+// is needed, and Touch (which writes only l) never conflicts.
+const updateScript = `
+local h = redis.call('HMGET', KEYS[1], 'j', 'l', 'i', 's')
+if not h[1] then return 0 end
+if h[1] ~= ARGV[1] then return -1 end
+local exp = tonumber(ARGV[3])
+local deadline = exp
+local idle = tonumber(h[3])
+if idle > 0 then
+  local last = math.floor(tonumber(h[2]) / 1000000)
+  if last + idle < deadline then deadline = last + idle end
+end
+redis.call('HSET', KEYS[1], 'j', ARGV[2], 'x', ARGV[3])
+redis.call('PEXPIREAT', KEYS[1], deadline)
+-- The subject's set must outlive a session whose expiry moved later.
+local set = ARGV[4] .. h[4]
+if redis.call('PEXPIRETIME', set) < exp then redis.call('PEXPIREAT', set, exp) end
+return 1
+`

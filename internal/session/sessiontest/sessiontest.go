@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +47,10 @@ func RunTestsWith(t *testing.T, caps Capabilities, newStore func(t *testing.T, c
 		{"Invalid", testInvalid},
 		{"Copies", testCopies},
 		{"Delete", testDelete},
+		{"Update", testUpdate},
+		{"UpdateRefused", testUpdateRefused},
+		{"UpdateExpiry", testUpdateExpiry},
+		{"UpdateRace", testUpdateRace},
 		{"Expiry", testExpiry},
 		{"IdleTimeout", testIdleTimeout},
 		{"TouchNotPastExpiry", testTouchNotPastExpiry},
@@ -716,5 +721,162 @@ func testCanceledContext(t *testing.T, e *env) {
 	e.mustCreate(s)
 	if _, err := e.s.Get(ctx, s.ID); !errors.Is(err, context.Canceled) {
 		t.Fatalf("get with canceled context: got %v, want context.Canceled", err)
+	}
+}
+
+func testUpdate(t *testing.T, e *env) {
+	want := full(e, "sess-upd")
+	e.mustCreate(want)
+	touched, err := e.s.Touch(bg(), want.ID)
+	if err != nil {
+		t.Fatalf("touch: %v", err)
+	}
+	want.LastSeen = touched.LastSeen
+	got, err := e.s.Update(bg(), want.ID, func(s *session.Session) error {
+		if d := diff(*s, want); d != "" {
+			t.Errorf("update reads %s", d)
+		}
+		s.Attrs["lang"] = "en"
+		delete(s.Attrs, "acr")
+		s.ExpiresAt = s.ExpiresAt.Add(time.Hour)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	want.Attrs = map[string]string{"lang": "en"}
+	want.ExpiresAt = want.ExpiresAt.Add(time.Hour)
+	if d := diff(got, want); d != "" {
+		t.Fatalf("update returned %s", d)
+	}
+	if d := diff(e.mustGet(want.ID), want); d != "" {
+		t.Fatalf("get after update: %s", d)
+	}
+	// Touch after an update keeps the update, and the update kept LastSeen.
+	touched, err = e.s.Touch(bg(), want.ID)
+	if err != nil {
+		t.Fatalf("touch after update: %v", err)
+	}
+	if !maps.Equal(touched.Attrs, want.Attrs) {
+		t.Fatalf("touch after update: attrs %v, want %v", touched.Attrs, want.Attrs)
+	}
+	// Emptying the attributes is an update too.
+	if _, err := e.s.Update(bg(), want.ID, func(s *session.Session) error { s.Attrs = nil; return nil }); err != nil {
+		t.Fatalf("clear attrs: %v", err)
+	}
+	if got := e.mustGet(want.ID); len(got.Attrs) != 0 {
+		t.Fatalf("attrs after clearing: %v", got.Attrs)
+	}
+	if ids := e.listIDs(want.Subject); !slices.Equal(ids, []string{want.ID}) {
+		t.Fatalf("list after update: %q", ids)
+	}
+}
+
+func testUpdateRefused(t *testing.T, e *env) {
+	base := full(e, "sess-keep")
+	e.mustCreate(base)
+	base = e.mustGet(base.ID)
+	boom := errors.New("boom")
+	cases := []struct {
+		name string
+		f    func(*session.Session) error
+		want error
+	}{
+		{"f fails", func(s *session.Session) error { s.Attrs["x"] = "y"; return boom }, boom},
+		{"subject", func(s *session.Session) error { s.Subject = "other"; return nil }, session.ErrInvalid},
+		{"id", func(s *session.Session) error { s.ID = "other"; return nil }, session.ErrInvalid},
+		{"client", func(s *session.Session) error { s.ClientID = "other"; return nil }, session.ErrInvalid},
+		{"device", func(s *session.Session) error { s.DeviceID = "other"; return nil }, session.ErrInvalid},
+		{"amr", func(s *session.Session) error { s.AMR = append(s.AMR, "hwk"); return nil }, session.ErrInvalid},
+		{"created", func(s *session.Session) error { s.CreatedAt = s.CreatedAt.Add(-time.Second); return nil }, session.ErrInvalid},
+		{"idle", func(s *session.Session) error { s.IdleTimeout++; return nil }, session.ErrInvalid},
+		{"expiry before creation", func(s *session.Session) error { s.ExpiresAt = s.CreatedAt; return nil }, session.ErrInvalid},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := e.s.Update(bg(), base.ID, tc.f); !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if d := diff(e.mustGet(base.ID), base); d != "" {
+				t.Fatalf("refused update changed the session: %s", d)
+			}
+		})
+	}
+	called := false
+	if _, err := e.s.Update(bg(), "sess-missing", func(*session.Session) error { called = true; return nil }); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("update missing: got %v, want ErrNotFound", err)
+	}
+	if called {
+		t.Fatal("update called f for a missing session")
+	}
+	ctx, cancel := context.WithCancel(bg())
+	cancel()
+	if _, err := e.s.Update(ctx, base.ID, func(*session.Session) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("update with canceled context: got %v, want context.Canceled", err)
+	}
+}
+
+// testUpdateExpiry moves one session's expiry later and another's earlier:
+// the backend expires each at its new instant.
+func testUpdateExpiry(t *testing.T, e *env) {
+	later := e.newSession("sess-later", "customer-1", 2*e.unit)
+	sooner := e.newSession("sess-sooner", "customer-2", long)
+	e.mustCreate(later)
+	e.mustCreate(sooner)
+	if _, err := e.s.Update(bg(), later.ID, func(s *session.Session) error {
+		s.ExpiresAt = s.CreatedAt.Add(4 * e.unit)
+		return nil
+	}); err != nil {
+		t.Fatalf("update later: %v", err)
+	}
+	if _, err := e.s.Update(bg(), sooner.ID, func(s *session.Session) error {
+		s.ExpiresAt = s.CreatedAt.Add(2 * e.unit)
+		return nil
+	}); err != nil {
+		t.Fatalf("update sooner: %v", err)
+	}
+	e.wait(2*e.unit + e.past())
+	e.mustBeGone(sooner.ID)
+	e.inTime(later.CreatedAt.Add(4 * e.unit))
+	e.mustGet(later.ID)
+	if ids := e.listIDs(later.Subject); !slices.Equal(ids, []string{later.ID}) {
+		t.Fatalf("list of the extended session: %q", ids)
+	}
+	e.wait(2*e.unit + e.past())
+	e.mustBeGone(later.ID)
+	if _, err := e.s.Update(bg(), later.ID, func(*session.Session) error { return nil }); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("update expired: got %v, want ErrNotFound", err)
+	}
+}
+
+// testUpdateRace counts in an attribute from several goroutines at once:
+// an Update that read a stale count and wrote over a newer one would lose
+// an increment.
+func testUpdateRace(t *testing.T, e *env) {
+	const workers, perWorker = 4, 25
+	s := e.newSession("sess-count", "customer-1", long)
+	e.mustCreate(s)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range perWorker {
+				_, err := e.s.Update(bg(), s.ID, func(s *session.Session) error {
+					n, _ := strconv.Atoi(s.Attrs["n"])
+					if s.Attrs == nil {
+						s.Attrs = map[string]string{}
+					}
+					s.Attrs["n"] = strconv.Itoa(n + 1)
+					return nil
+				})
+				if err != nil {
+					t.Errorf("update: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := e.mustGet(s.ID).Attrs["n"]; got != strconv.Itoa(workers*perWorker) {
+		t.Fatalf("count %s after %d increments", got, workers*perWorker)
 	}
 }
