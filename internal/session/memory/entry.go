@@ -14,16 +14,19 @@ import (
 // entry is one session as the store keeps it: 80 bytes, exactly a Go size
 // class, plus one allocation for its strings. Ten million of them are the
 // reason for every field's type (see BenchmarkBytesPerSession): the three
-// strings and the attributes share one allocation and one header, ClientID
-// and AMR are 16-bit codes. Attributes are packed after the strings as the
-// log writes them (a count, then each key and value length-prefixed), not
-// held in a map: a Go map of even one entry costs about 300 bytes, more
-// than the rest of a backup-login snapshot beyond its verifier.
+// strings share one allocation and one header, ClientID and AMR are 16-bit
+// codes, attributes cost a nil pointer when absent. Present, they are packed
+// into one string as the log writes them (a count, then each key and value
+// length-prefixed), not held in a map: a Go map of even one entry costs about
+// 300 bytes, more than the rest of a backup-login snapshot beyond its
+// verifier. They sit apart from keys because Update replaces them under the
+// ID shard's lock alone, while keys is read under the subject shard's.
 type entry struct {
-	keys string // ID, DeviceID, Subject and the packed attributes end to end
+	keys string // ID, DeviceID and Subject end to end
 	// next is the subject's next session by CreatedAt. It is guarded by the
 	// subject shard's lock; every other field by the ID shard's.
-	next *entry
+	next  *entry
+	attrs *string // packed attributes; nil when empty, the common case
 
 	created, lastSeen, expires, idle int64 // Unix nanoseconds; idle in nanoseconds
 
@@ -33,19 +36,27 @@ type entry struct {
 	amr     uint16 // interned AMR list
 	idLen   uint16
 	devLen  uint16
-	subLen  uint16
 }
 
-func (e *entry) id() string     { return e.keys[:e.idLen] }
-func (e *entry) device() string { return e.keys[e.idLen : int(e.idLen)+int(e.devLen)] }
-func (e *entry) subject() string {
-	o := int(e.idLen) + int(e.devLen)
-	return e.keys[o : o+int(e.subLen)]
+func (e *entry) id() string      { return e.keys[:e.idLen] }
+func (e *entry) device() string  { return e.keys[e.idLen : int(e.idLen)+int(e.devLen)] }
+func (e *entry) subject() string { return e.keys[int(e.idLen)+int(e.devLen):] }
+
+// setAttrs packs attrs into the entry; the caller holds its ID shard lock.
+func (e *entry) setAttrs(attrs map[string]string) {
+	e.attrs = nil
+	if len(attrs) > 0 {
+		p := string(appendAttrs(nil, attrs))
+		e.attrs = &p
+	}
 }
 
 // packedAttrs is the attributes as the log writes them; "" when none.
 func (e *entry) packedAttrs() string {
-	return e.keys[int(e.idLen)+int(e.devLen)+int(e.subLen):]
+	if e.attrs == nil {
+		return ""
+	}
+	return *e.attrs
 }
 
 // appendAttrs packs attrs, keys sorted, as the log writes them.
@@ -58,8 +69,8 @@ func appendAttrs(b []byte, attrs map[string]string) []byte {
 	return b
 }
 
-// attrs unpacks the entry's attributes; nil when none.
-func (e *entry) attrs() map[string]string {
+// attrMap unpacks the entry's attributes; nil when none.
+func (e *entry) attrMap() map[string]string {
 	p := e.packedAttrs()
 	n, w := binary.Uvarint([]byte(p[:min(len(p), binary.MaxVarintLen64)]))
 	if n == 0 || w <= 0 {
@@ -104,16 +115,15 @@ func (s *Store) newEntry(in session.Session) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := make([]byte, 0, len(in.ID)+len(in.DeviceID)+len(in.Subject))
-	b = append(append(append(b, in.ID...), in.DeviceID...), in.Subject...)
-	if len(in.Attrs) > 0 {
-		b = appendAttrs(b, in.Attrs)
-	}
+	var b strings.Builder
+	b.Grow(len(in.ID) + len(in.DeviceID) + len(in.Subject))
+	b.WriteString(in.ID)
+	b.WriteString(in.DeviceID)
+	b.WriteString(in.Subject)
 	e := &entry{
-		keys:    string(b),
+		keys:    b.String(),
 		idLen:   uint16(len(in.ID)),
 		devLen:  uint16(len(in.DeviceID)),
-		subLen:  uint16(len(in.Subject)),
 		client:  client,
 		amr:     amr,
 		created: in.CreatedAt.UnixNano(),
@@ -124,6 +134,7 @@ func (s *Store) newEntry(in session.Session) (*entry, error) {
 	if !in.LastSeen.IsZero() {
 		e.lastSeen = in.LastSeen.UnixNano()
 	}
+	e.setAttrs(in.Attrs)
 	return e, nil
 }
 
@@ -142,7 +153,7 @@ func (s *Store) session(e *entry) session.Session {
 	if amr := s.amrs.value(e.amr); len(amr) > 0 {
 		out.AMR = slices.Clone(amr)
 	}
-	out.Attrs = e.attrs()
+	out.Attrs = e.attrMap()
 	return out
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"maps"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -388,10 +387,7 @@ func (s *Store) Update(ctx context.Context, id string, f func(*session.Session) 
 			return session.Session{}, err
 		}
 	}
-	e.attrs = nil
-	if len(next.Attrs) > 0 {
-		e.attrs = maps.Clone(next.Attrs)
-	}
+	e.setAttrs(next.Attrs)
 	if exp := next.ExpiresAt.UnixNano(); exp != e.expires {
 		e.expires = exp
 		// An earlier deadline must reach the heap's top in time; a later
