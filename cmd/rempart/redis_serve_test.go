@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rempart/rempart/internal/config"
+	sessionredis "github.com/rempart/rempart/internal/session/redis"
 	"github.com/rempart/rempart/internal/stall"
 )
 
@@ -92,5 +95,48 @@ func TestServeRedisStalled(t *testing.T) {
 	// Loose on purpose (a shared machine): go-redis's defaults cost 5 s.
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("balance with Redis stalled took %v", d)
+	}
+}
+
+// TestServeRequiresPersistence: with sessions.require_persistence, serve
+// starts on a Redis that keeps every acknowledged write (appendonly yes,
+// appendfsync always) and refuses, naming the setting, on any other.
+func TestServeRequiresPersistence(t *testing.T) {
+	raw := os.Getenv("REDIS_URL")
+	if raw == "" {
+		t.Skip("REDIS_URL not set: skipping the Redis-backed serve test")
+	}
+	st, err := sessionredis.Open(t.Context(), raw, sessionredis.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.Persistence(t.Context())
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Estate.Customers = 1000
+	cfg.Sessions.Backend, cfg.Sessions.RedisURL, cfg.Sessions.RequirePersistence = "redis", raw, true
+	cfg.Listen, cfg.OpsListen, cfg.DataDir, cfg.LogLevel = "127.0.0.1:0", "127.0.0.1:0", t.TempDir(), "error"
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	started := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, func(string, string) { started <- struct{}{} }) }()
+	select {
+	case <-started:
+		if p.Loss() != "" {
+			t.Fatalf("serve started on a Redis that loses %s", p.Loss())
+		}
+		cancel()
+		<-done
+	case err := <-done:
+		if p.Loss() == "" {
+			t.Fatalf("serve refused a Redis with appendonly and fsync always: %v", err)
+		}
+		if err == nil || !strings.Contains(err.Error(), "sessions.require_persistence") || !strings.Contains(err.Error(), "appendonly yes") {
+			t.Fatalf("serve on a Redis without persistence: %v, want a refusal naming sessions.require_persistence and the fix", err)
+		}
 	}
 }

@@ -183,6 +183,10 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("sessions: %w", err)
 		}
+		if err := s.checkPersistence(ctx, st); err != nil {
+			st.Close()
+			return err
+		}
 		s.sessions = st
 	default:
 		st, err := memory.Open(ctx, memory.Options{Dir: filepath.Join(cfg.DataDir, "sessions"),
@@ -259,6 +263,31 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 	s.ops.Handle("PUT /ops/identity/faults", faults)
 	s.ops.Handle("PUT /ops/identity/users/{id}", identity.DirectoryHandler(s.users, s.log))
 	s.ops.Handle("GET /ops/identity/users/{id}", identity.DirectoryActivityHandler(s.users))
+	return nil
+}
+
+// checkPersistence says, at start, what a restart of the sessions' Redis
+// would lose: a Redis without appendonly restarts empty, logging every
+// customer out and forgetting every revoked grant. With
+// sessions.require_persistence it refuses to start instead.
+func (s *stack) checkPersistence(ctx context.Context, st *sessionredis.Store) error {
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	p, err := st.Persistence(cctx)
+	loss := ""
+	if err != nil {
+		loss = "unknown: " + err.Error()
+	} else {
+		loss = p.Loss()
+	}
+	switch {
+	case loss == "":
+		return nil
+	case s.cfg.Sessions.RequirePersistence:
+		return fmt.Errorf("sessions.require_persistence: the sessions' Redis would lose %s; set appendonly yes and appendfsync always on it", loss)
+	}
+	s.log.Error("sessions: a restart of their Redis loses "+loss, slog.Bool("appendonly", p.AOF), slog.String("appendfsync", p.Fsync),
+		slog.String("fix", "appendonly yes, appendfsync always; sessions.require_persistence refuses to start without them"))
 	return nil
 }
 

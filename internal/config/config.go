@@ -296,6 +296,11 @@ type Sessions struct {
 	// MaxPerCustomer bounds live sessions per customer; the oldest go first.
 	// Default 10.
 	MaxPerCustomer int `yaml:"max_per_customer"`
+	// RequirePersistence, with backend redis, refuses to start unless Redis
+	// keeps every acknowledged write across its restart (appendonly yes,
+	// appendfsync always). Off, serve starts and logs at error level what a
+	// Redis restart would lose.
+	RequirePersistence bool `yaml:"require_persistence"`
 }
 
 // Estate configures the in-process simulated bank.
@@ -911,6 +916,9 @@ func (c *Config) validate() []*Error {
 		}
 	default:
 		bad("sessions.backend", "%q must be memory or redis", c.Sessions.Backend)
+	}
+	if c.Sessions.RequirePersistence && c.Sessions.Backend != "redis" {
+		bad("sessions.require_persistence", "applies to backend redis (the memory backend writes its own log)")
 	}
 	for _, l := range []struct {
 		field string
