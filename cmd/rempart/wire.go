@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rempart/rempart/internal/config"
+	"github.com/rempart/rempart/internal/console"
 	"github.com/rempart/rempart/internal/estate"
 	"github.com/rempart/rempart/internal/estate/customer"
 	"github.com/rempart/rempart/internal/gateway"
@@ -340,7 +341,7 @@ func (s *stack) buildAdmin() error {
 	}
 	s.admins, err = admin.Open(filepath.Join(s.cfg.DataDir, "admin"), admin.Options{
 		Required: s.cfg.OpsAuth != "none", RPID: rp, Origins: origins, MachineToken: true,
-		MachineDenied: machineDenied(s.cfg), Logger: s.log.With("component", "admin"),
+		MachineDenied: machineDenied(s.cfg), Home: console.Path, Logger: s.log.With("component", "admin"),
 	})
 	if err != nil {
 		return err

@@ -46,6 +46,10 @@ type Options struct {
 	// presence (a touch) without a PIN or biometric. Default false: an
 	// admin login is two factors, the key and its PIN.
 	AllowNoUserVerification bool
+	// Home is where the login page sends an admin once logged in when the
+	// page was not opened for another ops page (?next=), e.g. the console;
+	// empty stays on the page.
+	Home string
 	// OpenPaths are extra ops paths (exact, or prefixes ending in "/") that
 	// RequireAdmin lets through besides /healthz, /readyz, /metrics and the
 	// login and enrolment ceremonies.

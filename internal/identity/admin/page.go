@@ -25,7 +25,7 @@ async function post(url, body) {
   return j;
 }
 function done(who) {
-  const next = new URLSearchParams(location.search).get('next') || '';
+  const next = new URLSearchParams(location.search).get('next') || form.dataset.home || '';
   say('Logged in as ' + who + '.');
   if (next.startsWith('/ops/') && !next.startsWith('//')) location.assign(next);
 }
@@ -100,7 +100,7 @@ button{margin-top:1.5rem;font-size:1.1rem;padding:.6rem 1.2rem}
 <h1>rempart ops — admin login</h1>
 <p>Log in with your security key. New admin? <a href="/ops/admin/enrol">Enrol with a one-time token</a>.</p>
 {{end}}
-<form id="form" data-mode="{{.Mode}}">
+<form id="form" data-mode="{{.Mode}}" data-home="{{.Home}}">
 <label for="name">Admin name</label>
 <input id="name" name="name" autocomplete="username webauthn" required maxlength="64">
 {{if eq .Mode "enrol"}}
@@ -132,9 +132,9 @@ func (a *Admins) page(mode string) http.HandlerFunc {
 		w.Header().Set("X-Frame-Options", "DENY")
 		w.Header().Set("Referrer-Policy", "no-referrer")
 		_ = pageTmpl.Execute(w, struct {
-			Mode   string
-			Script template.JS
-		}{mode, template.JS(script)})
+			Mode, Home string
+			Script     template.JS
+		}{mode, a.opts.Home, template.JS(script)})
 	}
 }
 
