@@ -68,6 +68,12 @@ func (s *stack) buildBoard() error {
 type breakerSource struct{ s *stack }
 
 func (b breakerSource) BreakerState(channel string) string {
+	if channel == loginChannel && b.s.identity != nil {
+		// New logins hang on the user directory: while its breaker is
+		// not closed only devices with a backup snapshot get in, and the
+		// page says logins are degraded even when none are being tried.
+		return b.s.identity.DirectoryBreakerState()
+	}
 	up := b.s.routeUpstream[channel]
 	if g, ok := b.s.guards[up]; ok {
 		br, ok := g.breakers[channel]

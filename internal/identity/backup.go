@@ -97,6 +97,22 @@ func newBackup(cfg Config, log *slog.Logger) *backup {
 	return b
 }
 
+// DirectoryBreakerState is the directory breaker's state: "open",
+// "half-open" or "closed" ("" without a backup path, which has no
+// breaker). The status page reads it: while it is not closed, new logins
+// are degraded (known devices only) whatever the traffic says.
+func (p *Provider) DirectoryBreakerState() string {
+	switch {
+	case p.backup.window < 0:
+		return ""
+	case p.backup.cb.IsOpen():
+		return "open"
+	case p.backup.cb.IsHalfOpen():
+		return "half-open"
+	}
+	return "closed"
+}
+
 // errDirectoryOpen is the breaker refusing to call the directory.
 var errDirectoryOpen = errors.New("user directory breaker open")
 

@@ -153,8 +153,8 @@ func TestDirectoryBreaker(t *testing.T) {
 			t.Fatalf("login %d with the directory stuck: %d", i, st)
 		}
 	}
-	if !e.p.backup.cb.IsOpen() {
-		t.Fatalf("breaker %v after five time-outs, want open", e.p.backup.cb.State())
+	if !e.p.backup.cb.IsOpen() || e.p.DirectoryBreakerState() != "open" {
+		t.Fatalf("breaker %v (%q) after five time-outs, want open", e.p.backup.cb.State(), e.p.DirectoryBreakerState())
 	}
 	// Open: answered without the directory (which would hold it for
 	// LoginTimeout, then fail).
@@ -166,8 +166,8 @@ func TestDirectoryBreaker(t *testing.T) {
 	if st, _ := e.relogin(t, e.browser(t), "bruno", "bruno-demo-2025"); st != http.StatusOK {
 		t.Fatalf("after the directory came back: %d", st)
 	}
-	if !e.p.backup.cb.IsClosed() {
-		t.Fatalf("breaker %v after a good login, want closed", e.p.backup.cb.State())
+	if !e.p.backup.cb.IsClosed() || e.p.DirectoryBreakerState() != "closed" {
+		t.Fatalf("breaker %v (%q) after a good login, want closed", e.p.backup.cb.State(), e.p.DirectoryBreakerState())
 	}
 }
 
