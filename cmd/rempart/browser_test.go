@@ -2,8 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"html"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
@@ -127,6 +130,46 @@ func TestBrowserLogin(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBrowserLoginWayOut: a customer who forgot the password finds out how
+// to get a new one in the login's language and comes back to the form; one
+// who gives up goes back to the app, which hears access_denied.
+func TestBrowserLoginWayOut(t *testing.T) {
+	b := browsertest.New(t)
+	cfg := config.Default()
+	cfg.Estate.Customers = 1000
+	s := startBrowserServe(t, cfg)
+	tab := b.Tab(t, "fr-FR,fr;q=0.9")
+	tab.Do(chromedp.Navigate(s.public+"/demo/"),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.Click(chromedp.ID("forgot")),
+		chromedp.WaitVisible(chromedp.ID("back")))
+	if got := tab.Text("main"); !strings.Contains(got, "votre banque") {
+		t.Errorf("forgot page says %q", got)
+	}
+	tab.Shot("forgot")
+	tab.Do(chromedp.Click(chromedp.ID("back")), chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.Click(chromedp.ID("cancel")))
+	tab.Until(`location.pathname === "/demo/callback" && (document.getElementById("out")?.textContent ?? "").includes("access_denied")`)
+	tab.Shot("cancelled")
+
+	// An app on another origin (a native app's loopback redirect, RFC 8252):
+	// the browser follows the form's redirect to it, which the login page's
+	// form-action must allow, for a cancel as for a code.
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><title>app</title><p id="got">%s</p>`, html.EscapeString(r.URL.Query().Get("error")))
+	}))
+	t.Cleanup(app.Close)
+	q := url.Values{"client_id": {"rempart-demo-app"}, "response_type": {"code"}, "scope": {"openid"},
+		"redirect_uri": {app.URL + "/callback"}, "state": {"s"},
+		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
+	tab.Do(chromedp.Navigate(s.public+"/oauth/authorize?"+q.Encode()),
+		chromedp.WaitVisible(chromedp.ID("cancel")),
+		chromedp.Click(chromedp.ID("cancel")))
+	tab.Until(`document.getElementById("got")?.textContent === "access_denied"`)
 }
 
 // TestBrowserStatusOutage opens the public status page in both languages,

@@ -218,7 +218,7 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 		Issuer: issuer, DataDir: cfg.DataDir, Sessions: s.sessions, Users: s.users,
 		DerivedCustomers: cfg.Estate.Customers, SMS: sms, Logger: s.log.With("component", "identity"),
 		Registerer: s.metrics.Registry, KeyStore: keyStore, KeyKEK: kek,
-		DirectoryWrites: identity.NewJournalWrites(s.journal),
+		DirectoryWrites: identity.NewJournalWrites(s.journal), PasswordResetURL: cfg.Identity.PasswordResetURL,
 	}
 	if cfg.Sessions.Backend == "redis" {
 		// Clustered: a login's steps may reach any node. The embedded
@@ -412,6 +412,9 @@ func identityRoutes() []config.Route {
 		// A new SMS code, or the code instead of a passkey: an SMS, not a
 		// hash, bounded per login and per account by the provider.
 		{Name: "login-sms", Match: "POST /login/sms", Tier: "sheddable", Upstream: up},
+		// Giving up a login, and how to get a new password: no hash, no SMS.
+		{Name: "login-cancel", Match: "POST /login/cancel", Tier: "sheddable", Upstream: up},
+		{Name: "login-forgot", Match: "GET /login/forgot", Tier: "sheddable", Upstream: up},
 		// Passkey login and registration: a signature check, not a
 		// password hash, so not behind the waiting room.
 		{Name: "login-passkey", Match: "/login/passkey/", Tier: "sheddable", Upstream: up},

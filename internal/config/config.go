@@ -253,6 +253,10 @@ type Identity struct {
 	PasswordHash PasswordHash `yaml:"password_hash"`
 	// Keys chooses where the signing keys and the device-cookie key live.
 	Keys IdentityKeys `yaml:"keys"`
+	// PasswordResetURL is the bank's own page for choosing a new password
+	// (https), linked from the login's "forgot your password?" page. Empty,
+	// that page says how to reach the bank instead.
+	PasswordResetURL string `yaml:"password_reset_url"`
 }
 
 // IdentityKeys chooses the store of the provider's signing keys (and of the
@@ -948,6 +952,11 @@ func (c *Config) validate() []*Error {
 	default:
 		bad("identity.keys.backend", "%q must be file or postgres", c.Identity.Keys.Backend)
 	}
+	if r := c.Identity.PasswordResetURL; r != "" {
+		if u, err := url.Parse(r); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && loopbackHost(u.Hostname()))) {
+			bad("identity.password_reset_url", "%q must be an https:// URL (http only on a loopback host)", r)
+		}
+	}
 	if !envName.MatchString(c.Identity.Keys.KEKEnv) {
 		bad("identity.keys.kek_env", "%q must be an environment variable name such as REMPART_KEYS_KEK", c.Identity.Keys.KEKEnv)
 	}
@@ -1039,6 +1048,12 @@ func loopbackListen(addr string) bool {
 	}
 	a, err := netip.ParseAddr(host)
 	return err == nil && a.IsLoopback()
+}
+
+// loopbackHost reports whether a URL's host name is a loopback one.
+func loopbackHost(h string) bool {
+	a, err := netip.ParseAddr(h)
+	return h == "localhost" || err == nil && a.IsLoopback()
 }
 
 // checkPattern registers p on mux, refusing what ServeMux would panic on: a

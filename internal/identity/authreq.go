@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -595,3 +596,18 @@ func (a *authRequest) passwordChecked(u users.User, device bool) {
 }
 
 func cloneStrings(s []string) []string { return slices.Clone(s) }
+
+// redirectOrigin is the CSP source of the app's redirect URI: the login
+// page's forms end in a redirect to it (the code, or access_denied), and
+// browsers hold redirects after a form submission to form-action.
+// Redirect URIs are the registered clients' own, matched exactly.
+func (a *authRequest) redirectOrigin() string {
+	u, err := url.Parse(a.redirectURI)
+	switch {
+	case err != nil || u.Scheme == "":
+		return ""
+	case u.Scheme == "http" || u.Scheme == "https":
+		return u.Scheme + "://" + u.Host
+	}
+	return u.Scheme + ":" // an app's own scheme, e.g. com.bank.app:
+}

@@ -70,6 +70,10 @@ type Config struct {
 	// Limiter may refuse a login attempt before the password is checked;
 	// nil allows all.
 	Limiter LoginLimiter
+	// PasswordResetURL is the bank's own page for choosing a new password,
+	// linked from the login's "forgot your password" page; empty, that
+	// page only says how to reach the bank.
+	PasswordResetURL string
 	// DirectoryWrites queues what logins write to the directory (see
 	// dirwrites.go); nil writes nothing.
 	DirectoryWrites DirectoryWriter

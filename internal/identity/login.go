@@ -90,6 +90,11 @@ var messages = map[string]map[string]string{
 		"nocrypto":    "Ce navigateur ne peut pas faire le calcul (il faut un navigateur récent et une connexion sécurisée). Utilisez l'application de la banque ou un autre navigateur.",
 		"code_capped": "Trop de codes erronés pour ce compte aujourd'hui. Connectez-vous depuis l'appareil que vous utilisez d'habitude, ou réessayez dans %d heures.",
 		"resend":      "Envoyer un nouveau code",
+		"forgot":      "Mot de passe oublié ?",
+		"forgot_text": "Cette page de connexion ne change pas les mots de passe : c'est votre banque qui le fait. Appelez le service client au numéro inscrit au dos de votre carte, ou passez en agence avec une pièce d'identité. Personne de la banque ne vous demandera jamais votre mot de passe ni un code reçu par SMS.",
+		"forgot_go":   "Choisir un nouveau mot de passe sur le site de la banque",
+		"back":        "Revenir à la connexion",
+		"cancel":      "Annuler et revenir à l'application",
 		"resent":      "Un nouveau code a été envoyé.",
 		"resend_wait": "Un nouveau code pourra être envoyé dans %d secondes.",
 		"resend_max":  "Plus de nouveau code possible pour cette connexion. Recommencez avec votre mot de passe si le code n'arrive pas.",
@@ -123,6 +128,11 @@ var messages = map[string]map[string]string{
 		"nocrypto":    "This browser cannot do the calculation (it needs a recent browser and a secure connection). Use the bank's app or another browser.",
 		"code_capped": "Too many wrong codes for this account today. Log in from the device you usually use, or try again in %d hours.",
 		"resend":      "Send a new code",
+		"forgot":      "Forgot your password?",
+		"forgot_text": "This login page does not change passwords: your bank does. Call customer service on the number on the back of your card, or visit a branch with an identity document. Nobody from the bank will ever ask for your password or for a code sent by SMS.",
+		"forgot_go":   "Choose a new password on the bank's site",
+		"back":        "Back to the login",
+		"cancel":      "Cancel and go back to the app",
 		"resent":      "A new code was sent.",
 		"resend_wait": "A new code can be sent in %d seconds.",
 		"resend_max":  "No more new codes for this login. Start again with your password if the code does not arrive.",
@@ -139,8 +149,11 @@ var messages = map[string]map[string]string{
 
 type pageData struct {
 	Lang, Step, ID, Error, Hint, User string
-	T                                 map[string]string
-	OtherLink                         string
+	// ForgotLink is the password step's "forgot" link; BackLink and
+	// ResetURL the forgot page's way back and the bank's reset page.
+	ForgotLink, BackLink, ResetURL string
+	T                              map[string]string
+	OtherLink                      string
 	// Hidden are the logout form's fields; FormAction is one more origin
 	// the form may end up at (the app's post-logout redirect).
 	Hidden     map[string]string
@@ -191,6 +204,8 @@ button.link{background:none;border:none;color:#1a5fb4;text-decoration:underline;
 <noscript><p>{{.T.nojs}}</p></noscript>
 {{end}}<button type="submit" id="go"{{if .Challenge}} disabled{{end}}>{{.T.continue}}</button>
 </form>
+<p><a href="{{.ForgotLink}}" id="forgot">{{.T.forgot}}</a></p>
+{{template "cancel" .}}
 {{if .Challenge}}<script nonce="{{.Nonce}}">
 (async function () {
   var st = document.getElementById("powstatus"), btn = document.getElementById("go"), t0 = Date.now();
@@ -231,6 +246,11 @@ button.link{background:none;border:none;color:#1a5fb4;text-decoration:underline;
 <input type="hidden" name="lang" value="{{.Lang}}">
 <button type="submit" class="link">{{.T.resend}}</button>
 </form>
+{{template "cancel" .}}
+{{else if eq .Step "forgot"}}
+<p>{{.T.forgot_text}}</p>
+{{if .ResetURL}}<p><a href="{{.ResetURL}}" id="reset">{{.T.forgot_go}}</a></p>{{end}}
+{{if .ID}}<p><a href="{{.BackLink}}" id="back">{{.T.back}}</a></p>{{end}}
 {{else if eq .Step "logout"}}
 <form method="post" action="/oauth/end_session">
 {{range $k, $v := .Hidden}}<input type="hidden" name="{{$k}}" value="{{$v}}">
@@ -244,10 +264,18 @@ button.link{background:none;border:none;color:#1a5fb4;text-decoration:underline;
 </main>
 </body>
 </html>
+{{define "cancel"}}<form method="post" action="/login/cancel">
+<input type="hidden" name="id" value="{{.ID}}">
+<input type="hidden" name="lang" value="{{.Lang}}">
+<button type="submit" class="link" id="cancel">{{.T.cancel}}</button>
+</form>{{end}}
 `))
 
 func (p *Provider) render(w http.ResponseWriter, status int, d pageData) {
 	d.T = messages[d.Lang]
+	if d.Step == "password" {
+		d.ForgotLink = PathLogin + "/forgot?" + url.Values{"id": {d.ID}, "lang": {d.Lang}}.Encode()
+	}
 	if d.OtherLink == "" {
 		q := url.Values{"id": {d.ID}, "lang": {d.T["other_code"]}}
 		d.OtherLink = PathLogin + "?" + q.Encode()
@@ -313,7 +341,7 @@ func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
 	if a.user != nil {
 		step = "otp"
 	}
-	p.render(w, http.StatusOK, pageData{Lang: lang, Step: step, ID: a.id, Hint: otpHint(lang, a.user)})
+	p.render(w, http.StatusOK, pageData{Lang: lang, Step: step, ID: a.id, FormAction: a.redirectOrigin(), Hint: otpHint(lang, a.user)})
 }
 
 func otpHint(lang string, u *users.User) string {
@@ -422,6 +450,35 @@ func (p *Provider) checkFlow(r *http.Request) (*authRequest, bool) {
 	return nil, false
 }
 
+// loginCancel ends a login the customer gave up on and sends the browser
+// back to the app with access_denied (RFC 6749, section 4.1.2.1), as the
+// app expects of a login refused, rather than leaving it on the page.
+func (p *Provider) loginCancel(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	a, ok := p.checkFlow(r)
+	if !ok {
+		p.expired(w, pickLang(r, ""))
+		return
+	}
+	p.pending.remove(r.Context(), a.id)
+	op.AuthRequestError(w, r, a, oidc.ErrAccessDenied().WithDescription("the customer cancelled the login"), p.op)
+}
+
+// loginForgot says how to get a new password: the directory, not this
+// page, changes it (Config.PasswordResetURL links to the bank's own page).
+func (p *Provider) loginForgot(w http.ResponseWriter, r *http.Request) {
+	lang := pickLang(r, r.URL.Query().Get("lang"))
+	d := pageData{Lang: lang, Step: "forgot", ResetURL: p.cfg.PasswordResetURL}
+	if id := r.URL.Query().Get("id"); id != "" && len(id) <= 64 {
+		d.ID = id
+		d.BackLink = PathLogin + "?" + url.Values{"id": {id}, "lang": {lang}}.Encode()
+		d.OtherLink = PathLogin + "/forgot?" + url.Values{"id": {id}, "lang": {messages[lang]["other_code"]}}.Encode()
+	} else {
+		d.OtherLink = PathLogin + "/forgot?" + url.Values{"lang": {messages[lang]["other_code"]}}.Encode()
+	}
+	p.render(w, http.StatusOK, d)
+}
+
 // authorizeCallback hands a finished login to op, which redirects to the
 // app with the code, only in the browser the login belongs to.
 func (p *Provider) authorizeCallback(w http.ResponseWriter, r *http.Request) {
@@ -445,7 +502,7 @@ func (p *Provider) loginPassword(w http.ResponseWriter, r *http.Request) {
 	password := r.FormValue("password")
 	addr := clientAddr(r)
 	device := account != "" && p.VerifyDeviceCookie(r, account)
-	page := pageData{Lang: lang, Step: "password", ID: a.id, User: account}
+	page := pageData{Lang: lang, Step: "password", ID: a.id, FormAction: a.redirectOrigin(), User: account}
 	if account == "" || len(account) > 64 || password == "" || len(password) > 1024 {
 		page.Error = t["bad_creds"]
 		p.render(w, http.StatusUnauthorized, page)
@@ -551,7 +608,7 @@ func (p *Provider) loginPassword(w http.ResponseWriter, r *http.Request) {
 		p.expired(w, lang)
 		return
 	}
-	p.render(w, http.StatusOK, pageData{Lang: lang, Step: "otp", ID: a.id, Hint: otpHint(lang, &u)})
+	p.render(w, http.StatusOK, pageData{Lang: lang, Step: "otp", ID: a.id, FormAction: a.redirectOrigin(), Hint: otpHint(lang, &u)})
 }
 
 // sendOTP sets a fresh code on the login and sends it to u by SMS.
@@ -587,7 +644,7 @@ const (
 // back.
 func (p *Provider) resendOTP(w http.ResponseWriter, r *http.Request, a *authRequest, u users.User, lang string) {
 	t := messages[lang]
-	page := pageData{Lang: lang, Step: "otp", ID: a.id, Hint: otpHint(lang, &u)}
+	page := pageData{Lang: lang, Step: "otp", ID: a.id, FormAction: a.redirectOrigin(), Hint: otpHint(lang, &u)}
 	now := p.cfg.Now()
 	var verdict string
 	var wait time.Duration
@@ -664,7 +721,7 @@ func (p *Provider) loginOTP(w http.ResponseWriter, r *http.Request) {
 			// The account's day of wrong codes is spent: not checked.
 			hours := max(1, int((wait+time.Hour-1)/time.Hour))
 			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(wait/time.Second))))
-			p.render(w, http.StatusTooManyRequests, pageData{Lang: lang, Step: "otp", ID: a.id,
+			p.render(w, http.StatusTooManyRequests, pageData{Lang: lang, Step: "otp", ID: a.id, FormAction: a.redirectOrigin(),
 				Error: fmt.Sprintf(t["code_capped"], hours), Hint: otpHint(lang, a.user)})
 			return
 		}
@@ -706,7 +763,7 @@ func (p *Provider) loginOTP(w http.ResponseWriter, r *http.Request) {
 	switch outcome {
 	case "restart":
 		p.observe(RouteLoginOTP, addr, u.ID, false, device)
-		p.render(w, http.StatusUnauthorized, pageData{Lang: lang, Step: "password", ID: a.id, Error: t["too_many"]})
+		p.render(w, http.StatusUnauthorized, pageData{Lang: lang, Step: "password", ID: a.id, FormAction: a.redirectOrigin(), Error: t["too_many"]})
 		return
 	case "wrong":
 		p.observe(RouteLoginOTP, addr, u.ID, false, device)
@@ -714,7 +771,7 @@ func (p *Provider) loginOTP(w http.ResponseWriter, r *http.Request) {
 			p.cfg.Limiter.CodeFailed(u.ID, device)
 		}
 		p.writeDirectory(r.Context(), users.EventCodeFailed, u.ID, a.id, "code-"+randomID(6), "", "")
-		p.render(w, http.StatusUnauthorized, pageData{Lang: lang, Step: "otp", ID: a.id, Error: t["bad_otp"], Hint: otpHint(lang, &u)})
+		p.render(w, http.StatusUnauthorized, pageData{Lang: lang, Step: "otp", ID: a.id, FormAction: a.redirectOrigin(), Error: t["bad_otp"], Hint: otpHint(lang, &u)})
 		return
 	}
 	p.observe(RouteLoginOTP, addr, u.ID, true, device)

@@ -253,3 +253,54 @@ func TestDemoAtAnotherName(t *testing.T) {
 		t.Fatalf("demo at the issuer: %d", st)
 	}
 }
+
+// TestLoginCancel: the customer giving up goes back to the app with
+// access_denied and the app's state, and the login is gone; a browser
+// other than the one that started the login cannot cancel it.
+func TestLoginCancel(t *testing.T) {
+	e := newEnv(t)
+	jar, _ := cookiejar.New(nil)
+	b := stepper(jar)
+	id := e.startLogin(t, b)
+	if st, _, body := get(t, b, e.issuer+PathLogin+"?id="+url.QueryEscape(id)); st != http.StatusOK || !strings.Contains(body, `action="/login/cancel"`) || !strings.Contains(body, `id="forgot"`) {
+		t.Fatalf("login page: %d, want cancel and forgot links: %s", st, body)
+	}
+	otherJar, _ := cookiejar.New(nil)
+	resp, err := stepper(otherJar).PostForm(e.issuer+PathLogin+"/cancel", url.Values{"id": {id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if readAll(t, resp); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("another browser cancelling the login: %d, want 400", resp.StatusCode)
+	}
+	resp, err = b.PostForm(e.issuer+PathLogin+"/cancel", url.Values{"id": {id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	loc, _ := resp.Location()
+	if resp.StatusCode != http.StatusFound || loc == nil || loc.Path != "/demo/callback" ||
+		loc.Query().Get("error") != "access_denied" || loc.Query().Get("state") != "s" {
+		t.Fatalf("cancel: %d to %v, want the app's callback with error=access_denied and its state", resp.StatusCode, loc)
+	}
+	resp, err = b.PostForm(e.issuer+PathLogin+"/password", url.Values{"id": {id}, "username": {"alice"}, "password": {"alice-demo-2025"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if readAll(t, resp); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("password on a cancelled login: %d, want 400 (expired)", resp.StatusCode)
+	}
+}
+
+// TestLoginForgot: the forgot page says how to get a new password in the
+// login's language, links to the bank's page when one is configured, and
+// back to the login.
+func TestLoginForgot(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.PasswordResetURL = "https://bank.example/reset" })
+	st, _, body := get(t, e.browser(t), e.issuer+PathLogin+"/forgot?lang=fr&id=ar_x")
+	for _, want := range []string{`lang="fr"`, "votre banque", `href="https://bank.example/reset"`, `href="/login?id=ar_x&amp;lang=fr"`} {
+		if st != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("forgot page: %d, missing %q: %s", st, want, body)
+		}
+	}
+}

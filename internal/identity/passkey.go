@@ -500,7 +500,7 @@ func (p *Provider) loginSMS(w http.ResponseWriter, r *http.Request) {
 		p.expired(w, lang)
 		return
 	}
-	p.render(w, http.StatusOK, pageData{Lang: lang, Step: "otp", ID: a.id, Hint: otpHint(lang, &u)})
+	p.render(w, http.StatusOK, pageData{Lang: lang, Step: "otp", ID: a.id, FormAction: a.redirectOrigin(), Hint: otpHint(lang, &u)})
 }
 
 // browserSession returns the browser's login session and its id.

@@ -266,6 +266,8 @@ func (p *Provider) routes() http.Handler {
 	mux.HandleFunc("GET "+PathLogin, p.loginPage)
 	mux.HandleFunc("POST "+PathLogin+"/password", p.loginPassword)
 	mux.HandleFunc("POST "+PathLogin+"/otp", p.loginOTP)
+	mux.HandleFunc("POST "+PathLogin+"/cancel", p.loginCancel)
+	mux.HandleFunc("GET "+PathLogin+"/forgot", p.loginForgot)
 	p.passkeyRoutes(mux)
 	mux.HandleFunc("GET /demo/{$}", p.demoPage)
 	mux.HandleFunc("GET /demo/callback", p.demoPage)
