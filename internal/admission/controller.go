@@ -137,7 +137,8 @@ func (c *Controller) serve(next http.Handler, w http.ResponseWriter, r *http.Req
 		// Also runs when next panics (http.ErrAbortHandler from a proxy whose
 		// upstream broke mid-answer): the slot must come back either way.
 		budget, _ := ctx.Deadline()
-		c.release(t, start, outcome{status: sw.status, ctxErr: ctx.Err(), budget: budget, finished: finished})
+		c.release(t, start, outcome{status: sw.status, ctxErr: ctx.Err(), budget: budget, finished: finished,
+			upstream: sw.upstream, measured: sw.measured})
 	}()
 	next.ServeHTTP(sw, r)
 	finished = true
@@ -246,6 +247,10 @@ type outcome struct {
 	ctxErr   error     // the call's context's error when it returned
 	budget   time.Time // the call's deadline, zero when none
 	finished bool      // next returned rather than panicked
+	// upstream is the back end's own latency, from the request written to
+	// the first byte read, when the proxy measured it (measured).
+	upstream time.Duration
+	measured bool
 }
 
 // release returns t's slot after a call that started at start, feeds the
@@ -284,7 +289,14 @@ func (c *Controller) release(t tier.Tier, start time.Time, o outcome) {
 	case overload:
 		c.limiter.overloaded(now)
 	case ok:
-		c.limiter.succeeded(start, now)
+		// The limit is the back end's, so it learns from the back end's
+		// latency where the proxy measured it; the whole call, which also
+		// holds the gateway's own work, is what a deadline must allow for.
+		lat := d
+		if o.measured {
+			lat = o.upstream
+		}
+		c.limiter.succeeded(start, now, lat)
 		if !c.serviceKnown {
 			c.serviceTime, c.serviceKnown = d, true
 		} else {
@@ -474,12 +486,25 @@ var (
 	_ interface {
 		Unwrap() http.ResponseWriter
 	} = (*statusWriter)(nil)
+	// proxy.LatencyRecorder, which the proxy looks for.
+	_ interface {
+		RecordUpstreamLatency(time.Duration)
+	} = (*statusWriter)(nil)
 )
 
-// statusWriter remembers the status the upstream answered with.
+// statusWriter remembers the status the upstream answered with and, when
+// the proxy reports it, the upstream's own latency.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status   int
+	upstream time.Duration
+	measured bool
+}
+
+// RecordUpstreamLatency keeps the last attempt's latency: a retried call's
+// answer is the second attempt's.
+func (w *statusWriter) RecordUpstreamLatency(d time.Duration) {
+	w.upstream, w.measured = d, true
 }
 
 func (w *statusWriter) WriteHeader(code int) {

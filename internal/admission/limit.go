@@ -134,17 +134,18 @@ func (l *limiter) current() int {
 // demand, sets the load, so the latency says something about the limit.
 func (l *limiter) turnedAway() { l.binding = true }
 
-// succeeded records a call that started at start and succeeded at now.
-func (l *limiter) succeeded(start, now time.Time) {
+// succeeded records a call that started at start and succeeded at now,
+// having spent lat in the upstream.
+func (l *limiter) succeeded(start, now time.Time, lat time.Duration) {
 	// A probe window measures only calls that started under the lowered
 	// limit, not those still queued from before it.
 	if !l.probing || !start.Before(l.winStart) {
 		// Algorithm R keeps every success of the window equally likely to be
 		// in the sample.
 		if l.seen < reservoirSize {
-			l.sample[l.seen] = now.Sub(start)
+			l.sample[l.seen] = lat
 		} else if i := l.rng.IntN(l.seen + 1); i < reservoirSize {
-			l.sample[i] = now.Sub(start)
+			l.sample[i] = lat
 		}
 		l.seen++
 	}
