@@ -137,7 +137,8 @@ func (c *Controller) serve(next http.Handler, w http.ResponseWriter, r *http.Req
 		// Also runs when next panics (http.ErrAbortHandler from a proxy whose
 		// upstream broke mid-answer): the slot must come back either way.
 		budget, _ := ctx.Deadline()
-		c.release(t, start, outcome{status: sw.status, ctxErr: ctx.Err(), budget: budget, finished: finished})
+		c.release(t, start, outcome{status: sw.status, ctxErr: ctx.Err(), budget: budget, finished: finished,
+			upstream: sw.upstream, measured: sw.measured})
 	}()
 	next.ServeHTTP(sw, r)
 	finished = true
@@ -149,13 +150,17 @@ func (c *Controller) serve(next http.Handler, w http.ResponseWriter, r *http.Req
 func (c *Controller) admitLocked(t tier.Tier, now, deadline time.Time) (bool, *waiter, reason) {
 	if !c.waitingAtOrAbove(t) {
 		if c.acquireLocked(t) {
+			c.limiter.busy(c.total, c.total+c.queued)
 			return true, nil, 0
 		}
 	} else {
 		c.limiter.turnedAway()
 	}
+	c.limiter.busy(c.total, c.total+c.queued+1)
 	q := &c.queues[t]
-	standing := q.standing(now, c.opts.QueueInterval)
+	// An open queue is not the upstream's overload: it is neither purged
+	// nor bounded to the target.
+	standing := q.standing(now, c.opts.QueueInterval) && !c.openLocked(now)
 	if standing {
 		c.purgeLocked(t, now)
 	}
@@ -168,7 +173,8 @@ func (c *Controller) admitLocked(t tier.Tier, now, deadline time.Time) (bool, *w
 			return false, nil, reasonDeadline
 		}
 	}
-	if c.queued >= c.maxQueueLocked(t) && !c.evictBelowLocked(t) {
+	if c.queued >= c.maxQueueLocked(t, now) && !c.evictBelowLocked(t) {
+		c.limiter.shedForSaturation()
 		return false, nil, reasonQueueFull
 	}
 	maxWait := c.opts.MaxWait
@@ -246,6 +252,10 @@ type outcome struct {
 	ctxErr   error     // the call's context's error when it returned
 	budget   time.Time // the call's deadline, zero when none
 	finished bool      // next returned rather than panicked
+	// upstream is the back end's own latency, from the request written to
+	// the first byte read, when the proxy measured it (measured).
+	upstream time.Duration
+	measured bool
 }
 
 // release returns t's slot after a call that started at start, feeds the
@@ -284,7 +294,14 @@ func (c *Controller) release(t tier.Tier, start time.Time, o outcome) {
 	case overload:
 		c.limiter.overloaded(now)
 	case ok:
-		c.limiter.succeeded(start, now)
+		// The limit is the back end's, so it learns from the back end's
+		// latency where the proxy measured it; the whole call, which also
+		// holds the gateway's own work, is what a deadline must allow for.
+		lat := d
+		if o.measured {
+			lat = o.upstream
+		}
+		c.limiter.succeeded(start, now, lat)
 		if !c.serviceKnown {
 			c.serviceTime, c.serviceKnown = d, true
 		} else {
@@ -308,11 +325,14 @@ func (c *Controller) dispatchLocked(now time.Time) {
 		}
 		q := &c.queues[t]
 		w := q.head
-		if q.standing(now, c.opts.QueueInterval) {
+		if q.standing(now, c.opts.QueueInterval) && !c.openLocked(now) {
+			// Newest first only where the oldest are purged: in an open
+			// queue they would wait out MaxWait behind newer arrivals.
 			w = q.tail
 		}
 		q.remove(w)
 		c.queued--
+		c.limiter.busy(c.total, c.total+c.queued)
 		w.state = granted
 		w.ready <- struct{}{}
 	}
@@ -346,7 +366,7 @@ func (c *Controller) nextTierLocked(now time.Time) (tier.Tier, bool) {
 // 20s run of TestSoak's load on a machine at load 9, whose stalls of up to
 // 250ms released them in bursts.
 func (c *Controller) purgeLocked(t tier.Tier, now time.Time) {
-	if t == tier.Critical {
+	if t == tier.Critical || c.openLocked(now) {
 		return
 	}
 	q := &c.queues[t]
@@ -369,6 +389,12 @@ func (c *Controller) evictBelowLocked(t tier.Tier) bool {
 }
 
 func (c *Controller) dropLocked(w *waiter, r reason) {
+	if r != reasonCanceled {
+		// Waited out its bound or its caller's deadline, or gave its place
+		// to a more important call: the queue is more than the upstream
+		// drains.
+		c.limiter.shedForSaturation()
+	}
 	q := &c.queues[w.tier]
 	q.remove(w)
 	c.queued--
@@ -432,14 +458,45 @@ func (c *Controller) targetLocked() time.Duration {
 }
 
 // maxQueueLocked is how many waiters the queue may hold when a request of
-// tier t arrives. Tiers below CRITICAL are the flood, held to about
+// tier t arrives at now. Tiers below CRITICAL are the flood, held to about
 // QueueFactor service times of work; CRITICAL only to MaxQueue, since its
-// bursts are to be absorbed, not shed.
-func (c *Controller) maxQueueLocked(t tier.Tier) int {
-	if t == tier.Critical {
+// bursts are to be absorbed, not shed. An open queue holds MaxQueue for
+// every tier, and the work is counted at the concurrency the upstream
+// recently served at its baseline when that is above the limit: a limit
+// that dips (a probe, a window the host's stalls made look queued) must not
+// turn calls a healthy upstream was serving into sheds.
+func (c *Controller) maxQueueLocked(t tier.Tier, now time.Time) int {
+	if t == tier.Critical || c.openLocked(now) {
 		return c.opts.MaxQueue
 	}
-	return min(c.opts.MaxQueue, int(c.opts.QueueFactor*float64(c.limitLocked())))
+	work := max(c.limitLocked(), c.limiter.healthyAt(now))
+	return min(c.opts.MaxQueue, int(c.opts.QueueFactor*float64(work)))
+}
+
+// openLocked reports that the queue in front of the upstream is not the
+// upstream's overload, so that it sheds only what it must: it is bounded by
+// MaxQueue, MaxWait and the callers' deadlines, served oldest first and not
+// purged at QueueTarget, while the limit still bounds the calls the
+// upstream gets. Shedding ahead of need, by the QueueFactor bound and the
+// standing-queue target, is for an upstream that has shown it is
+// overloaded; in front of a healthy one it throws away calls that
+// closed-loop clients send again at once, and on a host whose cores the
+// clients, the gateway and the back end share, the latency the limit reads
+// rises with the host's run queue whatever the back end does (issue 14: a
+// quarter of the answers 503 in front of an idle back end). Envoy's adaptive
+// concurrency, which has no queue, answers 503 for every call above its
+// limit and so sheds whenever it pins the limit to measure its minimum
+// round trip (envoyproxy/envoy#8337, #18152).
+//
+// The queue is open from the start (for a limit that can move), and again
+// after a window with the latency at the anchor, no error and nothing
+// shed; a 5xx or time-out, or a call the open queue itself had to shed
+// (full at MaxQueue, waited out MaxWait or its deadline), closes it. It is
+// also open while the calls in flight and waiting are no more than the
+// upstream served at its baseline in the last healthySpan, and while the
+// limit tests a doubling.
+func (c *Controller) openLocked(now time.Time) bool {
+	return c.limiter.opening() || c.total+c.queued <= c.limiter.healthyAt(now)
 }
 
 // waitEstimateLocked is how long a request of tier t queued now can expect
@@ -474,12 +531,25 @@ var (
 	_ interface {
 		Unwrap() http.ResponseWriter
 	} = (*statusWriter)(nil)
+	// proxy.LatencyRecorder, which the proxy looks for.
+	_ interface {
+		RecordUpstreamLatency(time.Duration)
+	} = (*statusWriter)(nil)
 )
 
-// statusWriter remembers the status the upstream answered with.
+// statusWriter remembers the status the upstream answered with and, when
+// the proxy reports it, the upstream's own latency.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status   int
+	upstream time.Duration
+	measured bool
+}
+
+// RecordUpstreamLatency keeps the last attempt's latency: a retried call's
+// answer is the second attempt's.
+func (w *statusWriter) RecordUpstreamLatency(d time.Duration) {
+	w.upstream, w.measured = d, true
 }
 
 func (w *statusWriter) WriteHeader(code int) {

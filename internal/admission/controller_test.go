@@ -577,3 +577,39 @@ func TestOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestLearnsFromUpstreamLatency: when the proxy reports the upstream's own
+// latency, the limiter learns from it, not from the whole call, which also
+// holds the gateway's work around the upstream (here 20ms of it against
+// 1ms in the upstream); the service time a deadline must allow for stays
+// the whole call's.
+func TestLearnsFromUpstreamLatency(t *testing.T) {
+	c := mustNew(t, Options{SampleWindow: time.Millisecond})
+	h := c.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec, ok := w.(interface{ RecordUpstreamLatency(time.Duration) })
+		if !ok {
+			t.Fatal("the controller's writer does not take the upstream's latency")
+		}
+		time.Sleep(20 * time.Millisecond)
+		rec.RecordUpstreamLatency(time.Millisecond)
+		w.WriteHeader(http.StatusOK)
+	}))
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 2 * minSamples / 8 {
+				h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+			}
+		})
+	}
+	wg.Wait()
+	c.mu.Lock()
+	median, service := c.limiter.median, c.serviceTime
+	c.mu.Unlock()
+	if median != time.Millisecond {
+		t.Errorf("the limiter's window median is %v, want the upstream's 1ms", median)
+	}
+	if service < 20*time.Millisecond {
+		t.Errorf("service time %v, want the whole call's, at least 20ms", service)
+	}
+}

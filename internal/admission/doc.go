@@ -13,9 +13,16 @@
 // tier's queue is FIFO while it drains and switches to LIFO with a short
 // wait bound once it has stood non-empty for an interval (Facebook's
 // adaptive LIFO with CoDel), so a standing queue sheds its oldest requests
-// instead of making every request late. A request whose deadline has passed,
-// or cannot be met given the queue ahead of it, is answered at once and never
-// reaches the upstream.
+// instead of making every request late. Those bounds ahead of need apply
+// once the upstream has shown overload; in front of an upstream at its
+// baseline the queue is open, bounded by its size, its longest wait and the
+// callers' deadlines only, so that a limit below the demand (its first
+// guess, a probe, the host's own CPU read as latency) queues calls rather
+// than sheds them. The limit learns from the upstream's own latency when
+// the proxy measures it (request written to first byte read), so the
+// gateway's work around the call is not mistaken for the upstream's. A
+// request whose deadline has passed, or cannot be met given the queue ahead
+// of it, is answered at once and never reaches the upstream.
 //
 // Shed requests get a 503 application/problem+json answer with a jittered
 // Retry-After, so shed clients do not return in lockstep. Rejecting costs

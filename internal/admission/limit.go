@@ -73,6 +73,26 @@ type limiter struct {
 	past        [4]windowSummary // the last binding windows, a ring
 	pastNext    int              // where the next summary goes in past
 	nextBackoff time.Time
+
+	// What the controller saw of the demand in this window.
+	peakInFlight int  // most calls in flight at once
+	peakDemand   int  // most calls in flight or queued at once
+	erred        bool // a 5xx or time-out was recorded
+
+	windows int // windows ended, up to 2
+	// open is the state in which the queue in front of the upstream is
+	// bounded only by MaxQueue, MaxWait and deadlines (Controller.openLocked).
+	open bool
+	shed bool // the queue shed a call for saturation in this window
+	// opened is the limit before the last window doubled it, zero when
+	// the last window did not; jumps are not made before noJumpUntil.
+	opened      float64
+	noJumpUntil time.Time
+	// healthy is the most calls in flight at once in a recent window with
+	// latency at the anchor and no error: concurrency the upstream served
+	// at its baseline, until healthyUntil. An error forgets it.
+	healthy      int
+	healthyUntil time.Time
 }
 
 type windowSummary struct {
@@ -100,6 +120,13 @@ const (
 	// costs at most 0.6% of throughput when the limit sits at the knee.
 	probeEvery = 10 * time.Second
 	probeShare = 0.75
+	// healthySpan is how long concurrency served at baseline keeps the
+	// queue open for it: longer than the few windows a stall of the host
+	// makes look queued (window medians three to eight times the anchor,
+	// one or two windows at a time, in TestHealthyBackEndAtGatewaySaturation
+	// on a machine at load 12), so that a dip of the limit is waited out
+	// rather than shed.
+	healthySpan = 10 * time.Second
 	// errBackoff is the cut for a 5xx or time-out. 0.9 is the ratio of
 	// Netflix's concurrency-limits AIMD: one burst of errors does not empty
 	// the upstream, sustained failure halves the limit within seven round
@@ -114,6 +141,9 @@ func newLimiter(o Options, now time.Time) *limiter {
 		window:   o.SampleWindow,
 		noise:    o.Noise,
 		limit:    float64(o.InitialLimit),
+		// A limit that can move starts open: nothing says yet that the
+		// upstream is overloaded. A fixed one bounds its queue as told.
+		open:     o.MaxLimit > o.MinLimit,
 		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		winStart: now,
 		// The first window's latency is taken at InitialLimit, which may
@@ -134,17 +164,18 @@ func (l *limiter) current() int {
 // demand, sets the load, so the latency says something about the limit.
 func (l *limiter) turnedAway() { l.binding = true }
 
-// succeeded records a call that started at start and succeeded at now.
-func (l *limiter) succeeded(start, now time.Time) {
+// succeeded records a call that started at start and succeeded at now,
+// having spent lat in the upstream.
+func (l *limiter) succeeded(start, now time.Time, lat time.Duration) {
 	// A probe window measures only calls that started under the lowered
 	// limit, not those still queued from before it.
 	if !l.probing || !start.Before(l.winStart) {
 		// Algorithm R keeps every success of the window equally likely to be
 		// in the sample.
 		if l.seen < reservoirSize {
-			l.sample[l.seen] = now.Sub(start)
+			l.sample[l.seen] = lat
 		} else if i := l.rng.IntN(l.seen + 1); i < reservoirSize {
-			l.sample[i] = now.Sub(start)
+			l.sample[i] = lat
 		}
 		l.seen++
 	}
@@ -161,8 +192,42 @@ func (l *limiter) succeeded(start, now time.Time) {
 	}
 }
 
+// busy notes, as a call is admitted or queued, how many calls are in
+// flight and how many are in flight or waiting.
+func (l *limiter) busy(inFlight, demand int) {
+	l.peakInFlight = max(l.peakInFlight, inFlight)
+	l.peakDemand = max(l.peakDemand, demand)
+}
+
+// opening reports that the queue in front of the upstream is the limit's,
+// not the upstream's: the controller is open, or the last window found the
+// upstream at its baseline with calls turned away and doubled the limit
+// (until the next window, which either confirms the baseline at the new
+// limit or finds the knee).
+func (l *limiter) opening() bool { return l.open || l.opened > 0 }
+
+// shedForSaturation notes that the queue turned a call away because it was
+// full or the call waited too long: evidence of overload, which closes it.
+func (l *limiter) shedForSaturation() { l.shed, l.open = true, false }
+
+// healthyAt is the concurrency the upstream served at its baseline in the
+// last healthySpan, zero when none or after an error.
+func (l *limiter) healthyAt(now time.Time) int {
+	if now.After(l.healthyUntil) {
+		return 0
+	}
+	return l.healthy
+}
+
 // overloaded records a 5xx answer or a time-out.
 func (l *limiter) overloaded(now time.Time) {
+	// Errors are not the baseline: what was served before them no longer
+	// holds the queue open, and a doubled limit goes back.
+	l.erred, l.healthy, l.open = true, 0, false
+	if l.opened > 0 {
+		l.limit, l.opened = min(l.limit, l.opened), 0
+		l.noJumpUntil = now.Add(anchorSpan)
+	}
 	if now.Before(l.nextBackoff) {
 		return
 	}
@@ -191,6 +256,29 @@ func (l *limiter) endWindow(now time.Time) {
 		cand = l.smooth
 	}
 	anchor := l.pushAnchor(now, cand)
+	var noise time.Duration
+	if l.noise != nil {
+		noise = l.noise()
+	}
+	queued := l.queued(med, anchor, noise)
+	// The first window is its own anchor: it says nothing of a queue.
+	compared := l.windows > 0
+	l.windows = min(2, l.windows+1)
+	if compared && !l.probing && !l.erred && queued <= max(4, l.limit/5) {
+		// At the baseline (no more queued than Vegas's beta) and without
+		// error: the upstream served this concurrency as it serves one call.
+		if !now.Before(l.healthyUntil) {
+			l.healthy = 0
+		}
+		l.healthy = max(l.healthy, l.peakInFlight)
+		l.healthyUntil = now.Add(healthySpan)
+		if !l.shed {
+			// Nothing was shed either: the queue opens again.
+			l.open = true
+		}
+	}
+	jumped := l.opened
+	l.opened = 0
 
 	switch {
 	case l.probing:
@@ -218,18 +306,22 @@ func (l *limiter) endWindow(now time.Time) {
 			l.chain = 0
 		}
 	case l.binding:
-		l.adjust(now, med, anchor)
+		l.adjust(now, med, queued, jumped, compared)
 	}
-	if l.binding && !now.Before(l.nextProb) {
+	// A doubled limit is tested by the next window, not by a probe below it.
+	if l.binding && l.opened == 0 && !now.Before(l.nextProb) {
 		l.probing = true
 		// Jitter keeps the controllers of several gateways from probing
 		// in step.
 		l.nextProb = now.Add(probeEvery + time.Duration(l.rng.Int64N(int64(probeEvery/4))))
 	}
 	l.winStart, l.seen, l.binding = now, 0, false
+	l.peakInFlight, l.peakDemand, l.erred, l.shed = 0, 0, false, false
 }
 
-func (l *limiter) adjust(now time.Time, med, anchor time.Duration) {
+// queued is Vegas's estimate of the calls queued in the upstream in a window
+// of median med against the anchor.
+func (l *limiter) queued(med, anchor, noise time.Duration) float64 {
 	// Vegas reads the queue from the latency above the anchor:
 	// limit × (med − anchor) / med. The part of that excess the gateway's
 	// own scheduling explains is not the upstream's queue. Against a back
@@ -240,14 +332,17 @@ func (l *limiter) adjust(now time.Time, med, anchor time.Duration) {
 	// At most half the median is explained away: a saturated machine can
 	// report a run queue of tens of milliseconds, and an upstream that
 	// really queues behind it must still show.
-	excess := med - anchor
-	if l.noise != nil {
-		excess -= min(l.noise(), med/2)
+	excess := med - anchor - min(noise, med/2)
+	if excess <= 0 || med <= 0 {
+		return 0
 	}
-	queued := 0.0
-	if excess > 0 && med > 0 {
-		queued = l.limit * float64(excess) / float64(med)
-	}
+	return l.limit * float64(excess) / float64(med)
+}
+
+// adjust moves the limit after a binding window that read queued calls in
+// the upstream; jumped is the limit the window before doubled, zero when it
+// did not, and compared says the window had an earlier one to compare with.
+func (l *limiter) adjust(now time.Time, med time.Duration, queued, jumped float64, compared bool) {
 	// The allowed queue grows with the limit, so that the latency it adds
 	// stays between a tenth and a fifth whatever the upstream's size.
 	alpha := max(2, l.limit/10)
@@ -257,6 +352,11 @@ func (l *limiter) adjust(now time.Time, med, anchor time.Duration) {
 	l.past[l.pastNext] = windowSummary{l.limit, med}
 	l.pastNext = (l.pastNext + 1) % len(l.past)
 	switch {
+	case queued > beta && jumped > 0:
+		// The doubling found the knee: the upstream queues above the limit
+		// it doubled from. Back to it, and from there by Vegas's steps.
+		l.limit = jumped
+		l.noJumpUntil = now.Add(anchorSpan)
 	case queued > beta:
 		l.streak++
 		l.limit = max(l.minLimit, l.limit-max(1, l.limit/10))
@@ -267,7 +367,20 @@ func (l *limiter) adjust(now time.Time, med, anchor time.Duration) {
 		}
 	case queued < alpha:
 		l.streak = 0
-		l.limit = min(l.maxLimit, l.limit+max(1, l.limit/20))
+		next := l.limit + max(1, l.limit/20)
+		if demand := float64(l.peakDemand); compared && demand > next && !now.Before(l.noJumpUntil) {
+			// Calls were turned away while the upstream answered at its
+			// baseline: the limit, not the upstream, held them. In steps of
+			// a twentieth the limit needs 24 windows, six seconds, to go
+			// from 20 to the 64 connections of issue 14's bench, queueing
+			// in the gateway on the way; doubling up to the demand opens in
+			// two. A
+			// doubling past the knee shows in the next window, which undoes
+			// it (TCP's slow start, with the knee for its threshold).
+			l.opened = l.limit
+			next = min(2*l.limit, demand)
+		}
+		l.limit = min(l.maxLimit, next)
 	default:
 		l.streak = 0
 	}

@@ -37,7 +37,7 @@ func (m model) run(l *limiter, now time.Time, d time.Duration) (_ time.Time, low
 			l.turnedAway()
 			lat := m.latency(n)
 			now = now.Add(step)
-			l.succeeded(now.Add(-lat), now)
+			l.succeeded(now.Add(-lat), now, lat)
 		}
 		if end.Sub(now) < d/2 {
 			low = min(low, int(l.limit))
@@ -175,7 +175,7 @@ func TestLimiterOwnSchedulingIsNotTheUpstreams(t *testing.T) {
 					wait := time.Duration(rng.Int64N(int64(2*time.Duration(n)*perCall) + 1))
 					lat := 300*time.Microsecond + wait
 					now = now.Add(lat / time.Duration(n))
-					l.succeeded(now.Add(-lat), now)
+					l.succeeded(now.Add(-lat), now, lat)
 				}
 				if now.After(time.Unix(10, 0)) {
 					low = min(low, l.current())

@@ -58,6 +58,13 @@ type Options struct {
 	// about QueueFactor service times of work. When it is full a newcomer
 	// takes the place of the oldest waiting request of a less important
 	// tier, or is shed. CRITICAL requests are bounded by MaxQueue only.
+	// The bound counts the work at the concurrency the upstream served at
+	// its baseline in the last 10s when that is above the limit, and applies
+	// only once the upstream has shown overload (a 5xx or time-out, or a
+	// request the queue had to shed at MaxQueue, MaxWait or its deadline);
+	// until then, and again after a sample window at the baseline latency
+	// with nothing shed, the queue is open: bounded by MaxQueue, MaxWait and
+	// deadlines, served oldest first, never purged at QueueTarget.
 	// Default 2.
 	QueueFactor float64
 	// MaxQueue caps the queue whatever the tier and the limit. Default 1000.

@@ -14,10 +14,14 @@ type Stats struct {
 	// calls only while fewer are in flight.
 	Limit int `json:"limit"`
 	// Reserved is how many slots beyond Limit only CRITICAL requests may use.
-	Reserved int         `json:"reserved"`
-	InFlight int         `json:"in_flight"`
-	Queued   int         `json:"queued"`
-	Tiers    []TierStats `json:"tiers"` // most important first
+	Reserved int `json:"reserved"`
+	InFlight int `json:"in_flight"`
+	Queued   int `json:"queued"`
+	// Open reports a queue that sheds only what it must (full at MaxQueue,
+	// past MaxWait or a deadline): the upstream has not shown overload
+	// lately.
+	Open  bool        `json:"open"`
+	Tiers []TierStats `json:"tiers"` // most important first
 }
 
 // TierStats is one tier's share of a Stats.
@@ -44,6 +48,7 @@ func (c *Controller) Stats() Stats {
 	s.Reserved = c.reserveFor(s.Limit)
 	s.InFlight = c.total
 	s.Queued = c.queued
+	s.Open = c.openLocked(now)
 	for t := range tier.Tier(numTiers) {
 		s.Tiers[t] = TierStats{
 			Tier:     t,

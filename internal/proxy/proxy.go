@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rempart/rempart/internal/problem"
@@ -45,7 +47,77 @@ func New(base *url.URL, timeout time.Duration, log *slog.Logger) http.Handler {
 			writeUpstreamError(w, err)
 		},
 	}
-	return WithTimeout(rp, timeout)
+	return WithTimeout(timed(rp), timeout)
+}
+
+// LatencyRecorder is implemented by the ResponseWriter of a layer outside
+// the proxy that learns from the upstream's own latency: an admission
+// controller, whose limit must follow the back end, not the gateway around
+// it. RecordUpstreamLatency is called, on the request's goroutine, with the
+// time from the request written to the first byte of the answer read, once
+// per attempt that got an answer.
+type LatencyRecorder interface {
+	RecordUpstreamLatency(d time.Duration)
+}
+
+// timed reports the upstream's latency to the first LatencyRecorder among
+// the writers w wraps (through Unwrap, as http.ResponseController looks for
+// Flush). Measured around the whole handler, a call's duration also holds
+// the gateway's own work and waits: the answer's copy to a slow client, the
+// layers around the proxy, and, on a machine whose cores the clients, the
+// gateway and the back end share, the run queue before each of them. Read
+// as the back end's latency, that made the admission limit fall while the
+// back end idled (issue 14). From the request written to the first byte
+// read, only the back end and the network are left, and one wake-up of the
+// transport's reader, which the controller discounts as scheduling delay.
+func timed(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := latencyRecorder(w)
+		if rec == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		s := &span{}
+		s.trace = httptrace.ClientTrace{
+			WroteRequest:         func(httptrace.WroteRequestInfo) { s.wrote.Store(time.Now().UnixNano()) },
+			GotFirstResponseByte: func() { s.first.Store(time.Now().UnixNano()) },
+		}
+		next.ServeHTTP(w, r.WithContext(httptrace.WithClientTrace(r.Context(), &s.trace)))
+		if d, ok := s.latency(); ok {
+			rec.RecordUpstreamLatency(d)
+		}
+	})
+}
+
+// span is one attempt's timing. The transport's writer and reader
+// goroutines set it, and a short answer can be read before the writer has
+// noted its write, so the fields are atomic and the order is not assumed.
+type span struct {
+	trace        httptrace.ClientTrace
+	wrote, first atomic.Int64 // Unix nanoseconds, zero until seen
+}
+
+func (s *span) latency() (time.Duration, bool) {
+	wrote, first := s.wrote.Load(), s.first.Load()
+	if wrote == 0 || first == 0 {
+		return 0, false // no answer: the attempt failed, and says nothing of the speed
+	}
+	// An answer read before the write was noted came as fast as it could.
+	return time.Duration(max(0, first-wrote)), true
+}
+
+func latencyRecorder(w http.ResponseWriter) LatencyRecorder {
+	for w != nil {
+		if rec, ok := w.(LatencyRecorder); ok {
+			return rec
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return nil
+		}
+		w = u.Unwrap()
+	}
+	return nil
 }
 
 // bufferPool lends httputil.ReverseProxy its copy buffers. Without one it

@@ -286,3 +286,59 @@ func TestBufferPool(t *testing.T) {
 		t.Errorf("Get+Put: %v allocations, want 0", n)
 	}
 }
+
+// latencyWriter records what the proxy reports of the upstream's latency.
+type latencyWriter struct {
+	http.ResponseWriter
+	got []time.Duration
+}
+
+func (w *latencyWriter) RecordUpstreamLatency(d time.Duration) { w.got = append(w.got, d) }
+
+var _ LatencyRecorder = (*latencyWriter)(nil)
+
+// wrapper hides a writer behind Unwrap, as the retrier's attemptWriter does.
+type wrapper struct{ http.ResponseWriter }
+
+func (w wrapper) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// TestUpstreamLatency: the proxy reports, to a LatencyRecorder found through
+// Unwrap, the time the upstream took to its first byte, not the time spent
+// streaming the rest of the answer, and nothing when the upstream did not
+// answer.
+func TestUpstreamLatency(t *testing.T) {
+	const think, stream = 40 * time.Millisecond, 150 * time.Millisecond
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(think)
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		time.Sleep(stream) // the body's tail: the client's pace, not the upstream's latency
+		io.WriteString(w, "done")
+	}))
+	t.Cleanup(up.Close)
+
+	h := New(mustURL(t, up.URL), 5*time.Second, nil)
+	rec := &latencyWriter{ResponseWriter: httptest.NewRecorder()}
+	start := time.Now()
+	h.ServeHTTP(wrapper{rec}, httptest.NewRequest(http.MethodGet, "/", nil))
+	whole := time.Since(start)
+	if len(rec.got) != 1 {
+		t.Fatalf("recorded %d latencies, want 1", len(rec.got))
+	}
+	if d := rec.got[0]; d < think || d >= think+stream {
+		t.Errorf("upstream latency %v, want at least %v and below %v (the whole call took %v)", d, think, think+stream, whole)
+	}
+
+	// An upstream that cannot be reached reports no latency.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + l.Addr().String()
+	l.Close()
+	rec = &latencyWriter{ResponseWriter: httptest.NewRecorder()}
+	New(mustURL(t, dead), time.Second, nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if len(rec.got) != 0 {
+		t.Errorf("recorded %v for an upstream that never answered", rec.got)
+	}
+}
