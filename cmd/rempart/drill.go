@@ -176,7 +176,7 @@ func verdictLine(v drill.SLOResult) string {
 	case drill.MetricMaxBreaches:
 		got, want = fmt.Sprintf("%.0f got through", v.Got), fmt.Sprintf("≤ %.0f", v.Want)
 	case drill.MetricRecoverWithin:
-		got, want = fmt.Sprintf("back after %.0f s", v.Got), fmt.Sprintf("≤ %.0f s", v.Want)
+		got, want = fmt.Sprintf("back after %.1f s", v.Got), fmt.Sprintf("≤ %.1f s", v.Want)
 	default:
 		got, want = fmt.Sprintf("%.3f %%", 100*v.Got), fmt.Sprintf("≥ %.3g %%", 100*v.Want)
 	}

@@ -213,7 +213,7 @@ func verdictRows(r *Results) []verdictRow {
 		case MetricMaxBreaches:
 			got = fmt.Sprintf("%.0f of %s", s.Got, groupDigits(s.Offered))
 		case MetricRecoverWithin:
-			got = fmt.Sprintf("%.0f s", s.Got)
+			got = fmt.Sprintf("%.1f s", s.Got)
 		}
 		if s.Note != "" {
 			got = "—"

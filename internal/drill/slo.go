@@ -80,6 +80,9 @@ func judge(s *Scenario, arm string, armErr string, rec *recorder, chans []Channe
 			// Never back fails whatever the bound: a bound longer than the
 			// phase must not pass a selection that never recovered.
 			v.Pass = v.Note == "" && back && v.Got <= v.Want
+			if v.Note == "" && !back {
+				v.Note = "never back to " + pct(RecoveredShare) + " of the baseline's success in the phase"
+			}
 			out = append(out, v)
 		}
 		if o.MaxP99 != nil {
