@@ -84,7 +84,7 @@ func TestPageCSP(t *testing.T) {
 		}
 		res.Body.Close()
 		csp := res.Header.Get("Content-Security-Policy")
-		m := regexp.MustCompile(`script-src 'nonce-([A-Za-z0-9+/=]+)'`).FindStringSubmatch(csp)
+		m := regexp.MustCompile(`script-src 'nonce-([A-Za-z0-9_-]+)'`).FindStringSubmatch(csp)
 		if m == nil || !strings.Contains(csp, "default-src 'none'") {
 			t.Fatalf("CSP %q", csp)
 		}
