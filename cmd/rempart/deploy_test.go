@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/rempart/rempart/internal/config"
+)
+
+// TestDeployNodeConfig: the cluster node's config in deploy/ is one rempart
+// accepts, and it is the cluster the README describes (shared sessions,
+// journal and keys; persistence required; the balancer trusted).
+func TestDeployNodeConfig(t *testing.T) {
+	cfg, err := config.Load(filepath.Join("..", "..", "deploy", "node.yaml"))
+	if err != nil {
+		t.Fatalf("deploy/node.yaml: %v", err)
+	}
+	switch {
+	case cfg.Sessions.Backend != "redis" || !cfg.Sessions.RequirePersistence:
+		t.Errorf("sessions %+v: want redis with persistence required", cfg.Sessions)
+	case cfg.Journal.Backend != "postgres" || cfg.Identity.Keys.Backend != "postgres":
+		t.Errorf("journal %q, keys %q: want both on postgres", cfg.Journal.Backend, cfg.Identity.Keys.Backend)
+	case cfg.Identity.Keys.DatabaseURL != cfg.Journal.DatabaseURL:
+		t.Errorf("keys on %q, journal on %q: want one database", cfg.Identity.Keys.DatabaseURL, cfg.Journal.DatabaseURL)
+	case cfg.StandIn.Nodes != 3:
+		t.Errorf("standin.nodes %d, want the 3 nodes of deploy/haproxy.cfg", cfg.StandIn.Nodes)
+	}
+}
+
+// TestDeployHAProxyConfig: HAProxy accepts deploy/haproxy.cfg (with stand-in
+// certificate files where it names the bank's own).
+func TestDeployHAProxyConfig(t *testing.T) {
+	haproxy := findHAProxy()
+	if haproxy == "" {
+		t.Skip("haproxy not installed (apt-get install haproxy): skipping the check of deploy/haproxy.cfg")
+	}
+	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "haproxy.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "login.bank.example"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	pair := append(append([]byte{}, cert...), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})...)
+	for name, b := range map[string][]byte{"bank.pem": pair, "partners-ca.pem": cert} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(string(raw), "/etc/haproxy/", dir+"/")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(haproxy, "-c", "-f", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c deploy/haproxy.cfg: %v\n%s", err, out)
+	}
+}
+
+// TestDeployKubernetes: deploy/kubernetes.yaml runs deploy/node.yaml as is,
+// probes the ops listener that file opens, exposes its public listener, and
+// runs as many replicas as standin.nodes divides the limits by.
+func TestDeployKubernetes(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kubernetes.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := os.ReadFile(filepath.Join("..", "..", "deploy", "node.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(filepath.Join("..", "..", "deploy", "node.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type probe struct {
+		HTTPGet struct {
+			Path string `yaml:"path"`
+			Port int    `yaml:"port"`
+		} `yaml:"httpGet"`
+	}
+	var (
+		configMap string
+		replicas  int
+		ready     probe
+		ports     []int
+	)
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	for {
+		var doc struct {
+			Kind string `yaml:"kind"`
+			Data struct {
+				Config string `yaml:"rempart.yaml"`
+			} `yaml:"data"`
+			Spec struct {
+				Replicas int `yaml:"replicas"`
+				Template struct {
+					Spec struct {
+						Containers []struct {
+							Ports []struct {
+								ContainerPort int `yaml:"containerPort"`
+							} `yaml:"ports"`
+							ReadinessProbe probe `yaml:"readinessProbe"`
+						} `yaml:"containers"`
+					} `yaml:"spec"`
+				} `yaml:"template"`
+			} `yaml:"spec"`
+		}
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("deploy/kubernetes.yaml: %v", err)
+		}
+		switch doc.Kind {
+		case "ConfigMap":
+			configMap = doc.Data.Config
+		case "Deployment":
+			replicas = doc.Spec.Replicas
+			for _, c := range doc.Spec.Template.Spec.Containers {
+				ready = c.ReadinessProbe
+				for _, p := range c.Ports {
+					ports = append(ports, p.ContainerPort)
+				}
+			}
+		}
+	}
+	if configMap != string(node) {
+		t.Error("the ConfigMap's rempart.yaml is not deploy/node.yaml")
+	}
+	if replicas != cfg.StandIn.Nodes {
+		t.Errorf("%d replicas, standin.nodes %d", replicas, cfg.StandIn.Nodes)
+	}
+	portOf := func(addr string) int {
+		_, p, _ := net.SplitHostPort(addr)
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	if ready.HTTPGet.Path != "/readyz" || ready.HTTPGet.Port != portOf(cfg.OpsListen) {
+		t.Errorf("readiness probe %+v, want /readyz on the ops listener %s", ready.HTTPGet, cfg.OpsListen)
+	}
+	if !slices.Contains(ports, portOf(cfg.Listen)) || !slices.Contains(ports, portOf(cfg.OpsListen)) {
+		t.Errorf("container ports %v, want the listeners of node.yaml", ports)
+	}
+}
