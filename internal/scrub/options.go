@@ -62,6 +62,14 @@ type Options struct {
 	// KnownAddress limits known clients per address in every state (default
 	// 20/s, burst 100): generous, since many customers may share a NAT.
 	KnownAddress ratelimit.Limit
+	// SteadyAfter is how long an unknown address must keep sending, with no
+	// pause longer than SteadyGap, for the normal state to limit it like a
+	// known client (KnownAddress) instead of like a stranger (Limits ×
+	// NormalFactor): a calm stream from one address is not an attack.
+	// Defaults 1 minute and 10 s; SteadyCapacity (default 16,384) bounds
+	// the addresses followed. A negative SteadyAfter turns it off.
+	SteadyAfter, SteadyGap time.Duration
+	SteadyCapacity         int
 
 	// Baselines seed the learned rate baseline per route, in requests per
 	// second (from yesterday's metrics, say). A route without one learns
@@ -279,6 +287,13 @@ func (o *Options) setDefaults() error {
 	defLimit(&o.Login.DeviceCodes, ratelimit.Limit{Rate: 10.0 / day, Burst: 10})
 	defLimit(&o.Login.Resends, ratelimit.Limit{Rate: 10.0 / day, Burst: 10})
 	defFloat(&o.NormalFactor, 4)
+	if o.SteadyAfter == 0 { // negative: off
+		o.SteadyAfter = time.Minute
+	}
+	defDuration(&o.SteadyGap, 10*time.Second)
+	if o.SteadyCapacity <= 0 {
+		o.SteadyCapacity = 16_384
+	}
 	d := &o.Detection
 	defFloat(&d.SurgeFactor, 3)
 	defFloat(&d.MinRate, 20)

@@ -27,6 +27,7 @@ type Scrubber struct {
 	sign    *signer
 	used    usedSet
 	seen    *seenSet
+	steady  *steadySet // nil when Options.SteadyAfter is negative
 	limiter ratelimit.Limiter
 	seed    maphash.Seed
 
@@ -71,6 +72,9 @@ func New(opts Options) (*Scrubber, error) {
 		page:    challengePage(),
 		blocked: blockedBody(),
 		fixed:   newFixedHeaders(),
+	}
+	if opts.SteadyAfter > 0 {
+		s.steady = newSteadySet(opts.SteadyAfter, opts.SteadyGap, opts.SteadyCapacity)
 	}
 	if s.limiter == nil {
 		s.limiter = ratelimit.NewLocal(opts.Clock, ratelimit.LocalOptions{})
@@ -259,6 +263,13 @@ func (s *Scrubber) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 		rt.m.decisions[decSurgeCapped].Inc()
 		s.refuseLimited(w, rt.surgeDecision(s))
 		return
+	case state == Normal && s.steady != nil && s.steady.see(limitAddr(client).Addr(), now):
+		// A steady source in peacetime: a known client's limit (steady.go).
+		if d, ok := s.spend(ctx, "k:", limitAddr(client).String(), "steady-address", s.opts.KnownAddress); !ok {
+			rt.m.decisions[decLimited].Inc()
+			s.refuseLimited(w, d)
+			return
+		}
 	default:
 		factor := 1.0
 		if state == Normal {
