@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -139,6 +140,9 @@ func newDirWritesMetric(reg prometheus.Registerer, log *slog.Logger) *prometheus
 	return c
 }
 
+// dirWriteTimeout bounds queueing one directory write.
+const dirWriteTimeout = time.Second
+
 // writeDirectory queues one write of the login id (the authorization
 // request's, or the passkey ceremony's): step tells writes of one login
 // apart, so each is its own event, applied once however often it is sent.
@@ -152,8 +156,13 @@ func (p *Provider) writeDirectory(ctx context.Context, kind, account, login, ste
 		e.Device = hex.EncodeToString(sum[:8])
 	}
 	// The write is the login's, not the request's: a customer closing the
-	// page as it answers does not take it back.
-	if err := p.cfg.DirectoryWrites.Write(context.WithoutCancel(ctx), e); err != nil {
+	// page as it answers does not take it back. Bounded all the same: a
+	// journal that does not take it within dirWriteTimeout (a stalled
+	// PostgreSQL) costs the login that long, then the write is counted
+	// failed and logged, and the login goes on.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dirWriteTimeout)
+	defer cancel()
+	if err := p.cfg.DirectoryWrites.Write(wctx, e); err != nil {
 		p.dirWrites.WithLabelValues(kind, "failed").Inc()
 		p.log.ErrorContext(ctx, "directory write not queued", slog.String("kind", kind), slog.String("account", account), slog.Any("err", err))
 		return
