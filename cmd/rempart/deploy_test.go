@@ -247,3 +247,18 @@ func TestDeployGrafanaDashboard(t *testing.T) {
 		t.Fatal("the dashboard queries no rempart series: the test proves nothing")
 	}
 }
+
+// TestDeployLocalCluster: the files run-cluster.sh starts three nodes and
+// HAProxy with are ones rempart and HAProxy accept.
+func TestDeployLocalCluster(t *testing.T) {
+	if _, err := config.Load(filepath.Join("..", "..", "deploy", "local", "node.yaml")); err != nil {
+		t.Fatalf("deploy/local/node.yaml: %v", err)
+	}
+	haproxy := findHAProxy()
+	if haproxy == "" {
+		t.Skip("haproxy not installed (apt-get install haproxy): skipping the check of deploy/local/haproxy.cfg")
+	}
+	if out, err := exec.Command(haproxy, "-c", "-f", filepath.Join("..", "..", "deploy", "local", "haproxy.cfg")).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c deploy/local/haproxy.cfg: %v\n%s", err, out)
+	}
+}
