@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httputil"
 	"net/http/pprof"
 	"net/netip"
 	"net/url"
@@ -38,18 +42,21 @@ import (
 // stack is everything rempart serve runs, built from a config. Backends are
 // chosen here, explicitly, and nowhere else.
 type stack struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	metrics  *telemetry.Metrics
-	sched    *telemetry.SchedLatency // how long goroutines wait for a processor
-	estate   *estate.Estate
-	sessions session.Store
-	users    *users.Memory
-	identity *identity.Provider
-	scrubber *scrub.Scrubber
-	admins   *admin.Admins
-	room     *waitroom.Room
-	board    *status.Board
+	cfg     *config.Config
+	log     *slog.Logger
+	metrics *telemetry.Metrics
+	sched   *telemetry.SchedLatency // how long goroutines wait for a processor
+	estate  *estate.Estate
+	// remoteEstate is a remote `rempart estate`'s ops listener
+	// (estate.ops_url), when the bank is not in process.
+	remoteEstate *url.URL
+	sessions     session.Store
+	users        *users.Memory
+	identity     *identity.Provider
+	scrubber     *scrub.Scrubber
+	admins       *admin.Admins
+	room         *waitroom.Room
+	board        *status.Board
 	// routeUpstream names each route's upstream, for the status page.
 	routeUpstream map[string]string
 	journal       journal.Store
@@ -95,6 +102,13 @@ func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 		s.closers = append(s.closers, s.estate.Close)
 		s.metrics.Registry.MustRegister(s.estate.Collectors()...)
 		s.ops.Handle("/ops/estate/", s.estate.OpsHandler())
+	} else if cfg.Estate.OpsURL != "" {
+		// A remote estate: its ops API behind this node's admin login,
+		// so every node's /ops/estate/* is the one bank's.
+		if s.remoteEstate, err = url.Parse(cfg.Estate.OpsURL); err != nil {
+			return nil, fmt.Errorf("estate.ops_url: %w", err)
+		}
+		s.ops.Handle("/ops/estate/", httputil.NewSingleHostReverseProxy(s.remoteEstate))
 	}
 
 	if s.trust, err = buildTrust(cfg); err != nil {
@@ -207,8 +221,11 @@ func (s *stack) buildIdentity(ctx context.Context) error {
 		issuer = "http://" + cfg.Listen
 	}
 	var sms identity.SMSSender
-	if s.estate != nil {
+	switch {
+	case s.estate != nil:
 		sms = outboxSender{s.estate.SMS()}
+	case s.remoteEstate != nil:
+		sms = remoteSMS{base: s.remoteEstate, client: &http.Client{Timeout: 2 * time.Second}}
 	}
 	keyStore, kek, err := s.openKeys(ctx)
 	if err != nil {
@@ -312,10 +329,13 @@ func newUsers(cfg *config.Config, e *estate.Estate, maxHashes int) (*users.Memor
 			opts.Params.Time = ph.Time
 		}
 	}
+	// The estate's phones, where login codes go: the in-process one's, or
+	// the same arithmetic a remote estate of this seed and size does.
+	pop := customer.New(cfg.Estate.Seed, cfg.Estate.Customers)
 	if e != nil {
-		pop := e.Population()
-		opts.Phone = func(n int) string { return pop.Nth(n).Phone }
+		pop = e.Population()
 	}
+	opts.Phone = func(n int) string { return pop.Nth(n).Phone }
 	return users.NewMemory(opts)
 }
 
@@ -357,6 +377,35 @@ func (s *stack) buildAdmin() error {
 
 // outboxSender delivers login codes through the estate's simulated SMS
 // gateway, the same one 3-D Secure uses.
+// remoteSMS delivers login codes through a remote estate's SMS gateway
+// (POST /ops/estate/sms on its ops listener).
+type remoteSMS struct {
+	base   *url.URL
+	client *http.Client
+}
+
+func (r remoteSMS) Send(ctx context.Context, phone, text string) error {
+	body, err := json.Marshal(map[string]string{"to": phone, "text": text})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.base.JoinPath("/ops/estate/sms").String(), bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := r.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("remote estate sms: %w", err)
+	}
+	defer res.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(res.Body, 4096))
+	if res.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("remote estate sms: %s", res.Status)
+	}
+	return nil
+}
+
 type outboxSender struct{ o *estate.Outbox }
 
 func (o outboxSender) Send(_ context.Context, phone, text string) error {
@@ -426,7 +475,7 @@ func identityRoutes() []config.Route {
 // channels accept an optional session token), plus the identity endpoints.
 func (s *stack) defaultRoutes() []config.Route {
 	var out []config.Route
-	if s.estate != nil {
+	if s.estate != nil || s.remoteEstate != nil {
 		up := "estate"
 		found := false
 		for _, u := range s.cfg.Upstreams {

@@ -321,6 +321,13 @@ type Estate struct {
 	// LedgerSync is "normal" (default: a crash of the process loses nothing
 	// acknowledged) or "full" (also survives power loss, slower).
 	LedgerSync string `yaml:"ledger_sync"`
+	// OpsURL is the ops listener of a remote `rempart estate` this gateway
+	// fronts instead of one in process (estate.enabled false; its channels
+	// are an upstream's url). Login codes go out through its SMS gateway,
+	// /ops/estate/* is passed on to it, and without routes the default ones
+	// are its channels. The nodes of a cluster point at the same one, and
+	// so share one bank; seed and customers must be the estate's own.
+	OpsURL string `yaml:"ops_url"`
 }
 
 // Core is the legacy core's capacity model.
@@ -851,10 +858,24 @@ func (c *Config) validate() []*Error {
 			bad(p+".timeout", "must not be negative")
 		}
 	}
-	if len(c.Routes) > 0 && !c.EstateEnabled() {
-		// fine: routes point at remote upstreams
-	} else if len(c.Routes) == 0 && !c.EstateEnabled() {
-		bad("routes", "is required when the in-process estate is disabled")
+	if o := c.Estate.OpsURL; o != "" {
+		pu, err := url.Parse(o)
+		switch {
+		case err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "":
+			bad("estate.ops_url", "%q must be an http(s) URL: a remote rempart estate's ops listener", o)
+		case c.EstateEnabled():
+			bad("estate.ops_url", "a remote estate and one in process are exclusive: set estate.enabled false")
+		}
+		remote := false
+		for _, u := range c.Upstreams {
+			remote = remote || u.URL != InProcess
+		}
+		if !remote {
+			bad("upstreams", "estate.ops_url needs an upstream with the remote estate's channels url")
+		}
+	}
+	if len(c.Routes) == 0 && !c.EstateEnabled() && c.Estate.OpsURL == "" {
+		bad("routes", "is required when the in-process estate is disabled (or estate.ops_url names a remote one)")
 	}
 	names := map[string]bool{}
 	patterns := map[string]int{}

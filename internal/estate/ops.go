@@ -18,6 +18,7 @@ import (
 //	PUT  /ops/estate/faults/{component}  replace a component's faults (core, services)
 //	GET  /ops/estate/stats               workers, queues, counters
 //	GET  /ops/estate/check               ledger invariant check
+//	POST /ops/estate/sms                 send a text ({"to","text"}): a remote gateway's login codes
 //	POST /ops/estate/check               same, with {"acknowledged": [keys]} to check
 //	GET  /ops/estate/sms?to=&limit=      the simulated SMS outbox, newest first
 func (e *Estate) OpsHandler() http.Handler {
@@ -56,6 +57,29 @@ func (e *Estate) OpsHandler() http.Handler {
 			limit = n
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"messages": e.sms.Latest(r.URL.Query().Get("to"), limit)})
+	})
+	// The SMS gateway for a gateway in front of this estate over HTTP
+	// (rempart serve with estate.ops_url): its login codes go out here,
+	// beside the 3-D Secure codes, and are read back where they are.
+	mux.HandleFunc("POST /ops/estate/sms", func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			To   string `json:"to"`
+			Text string `json:"text"`
+		}
+		if p := decodeJSON(r, &m); p != nil {
+			problem.Write(w, p)
+			return
+		}
+		switch {
+		case m.To == "" || len(m.To) > 32:
+			problem.Write(w, invalid("to", "to must be a phone number of 1 to 32 characters"))
+			return
+		case m.Text == "" || len(m.Text) > 480:
+			problem.Write(w, invalid("text", "text must be 1 to 480 characters (three SMS)"))
+			return
+		}
+		e.sms.Send(m.To, m.Text, time.Now())
+		w.WriteHeader(http.StatusAccepted)
 	})
 	return mux
 }
