@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,6 +199,31 @@ backend rempart
 	}
 	for range 3 {
 		refresh = c.refreshToken(t, refresh)
+	}
+
+	// The app revokes the access token through the balancer; every live
+	// node refuses it once the revocation has reached it over Redis.
+	res, b := c.do(t, "POST", issuer+"/oauth/revoke", url.Values{"token": {access}, "client_id": {"rempart-demo-app"}}.Encode(),
+		map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("revoke: %d %s", res.StatusCode, b)
+	}
+	revoked := time.Now()
+	for i, n := range nodes {
+		if i == killed {
+			continue
+		}
+		for {
+			res, _ := n.s.do(t, "GET", n.public+"/v1/accounts/A-alice/balance", "", map[string]string{"Authorization": "Bearer " + access})
+			if res.StatusCode == http.StatusUnauthorized {
+				t.Logf("node %d refuses the revoked token %v after the revocation", i, time.Since(revoked).Round(time.Millisecond))
+				break
+			}
+			if time.Since(revoked) > 5*time.Second {
+				t.Fatalf("node %d still honours the revoked token after 5 s: %d", i, res.StatusCode)
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 }
 
