@@ -45,10 +45,12 @@ func findHAProxy() string {
 
 // TestClusterKillNode runs three `rempart serve` processes on one Redis and
 // one PostgreSQL database behind HAProxy (round robin, no affinity, health
-// checks on /readyz), as a bank deploys them. A customer types her password,
-// the node that sent her SMS code is SIGKILLed, and she types the code: the
-// login finishes on the other nodes, because nothing of it lived only in the
-// dead node. Her tokens work and refresh through the balancer afterwards.
+// checks on /readyz), in front of one `rempart estate`, as a bank deploys
+// them. A customer types her password, the node that checked it and sent her
+// SMS code is SIGKILLed, and she types the code: the login finishes on the
+// other nodes, because nothing of it lived only in the dead node. Her tokens
+// work and refresh through the balancer afterwards, the bank's books hold,
+// and a token revoked through the balancer is refused by every live node.
 func TestClusterKillNode(t *testing.T) {
 	redisURL, dbURL := os.Getenv("REDIS_URL"), os.Getenv("DATABASE_URL")
 	haproxy := findHAProxy()
@@ -71,6 +73,25 @@ func TestClusterKillNode(t *testing.T) {
 	kek := base64.StdEncoding.EncodeToString(key)
 
 	dir := t.TempDir()
+	// The bank the three nodes front, once: a `rempart estate` of its own.
+	bank, bankOps := port(t), port(t)
+	ecfg := filepath.Join(dir, "estate.yaml")
+	if err := os.WriteFile(ecfg, []byte("estate: {customers: 1000}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	est := exec.CommandContext(ctx, bin, "estate", "--config", ecfg, "--data-dir", filepath.Join(dir, "estate"),
+		"--listen", fmt.Sprintf("127.0.0.1:%d", bank), "--ops-listen", fmt.Sprintf("127.0.0.1:%d", bankOps))
+	estLog, err := os.Create(filepath.Join(dir, "estate.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	est.Stdout, est.Stderr = estLog, estLog
+	if err := est.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { est.Process.Kill(); est.Wait(); estLog.Close() })
+	estOps := fmt.Sprintf("http://127.0.0.1:%d", bankOps)
+	waitUp(ctx, t, estOps, 0)
 	front := port(t)
 	issuer := fmt.Sprintf("http://127.0.0.1:%d", front)
 	type node struct {
@@ -89,7 +110,8 @@ ops_listen: 127.0.0.1:%d
 data_dir: %s
 ops_token_sms: true
 log_level: warn
-estate: {customers: 1000}
+estate: {enabled: false, ops_url: %s, customers: 1000}
+upstreams: [{name: bank, url: "http://127.0.0.1:%d"}]
 identity:
   issuer: %s
   keys: {backend: postgres, database_url: %q}
@@ -97,7 +119,7 @@ journal: {backend: postgres, database_url: %q}
 sessions: {backend: redis, redis_url: %q}
 scrub: {redis_url: %q}
 standin: {nodes: 3}
-`, pub, ops, data, issuer, db, db, redisURL, redisURL)
+`, pub, ops, data, estOps, bank, issuer, db, db, redisURL, redisURL)
 		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -126,7 +148,7 @@ standin: {nodes: 3}
 		fmt.Fprintf(&servers, "  server n%d 127.0.0.1:%d check port %d inter 200ms fall 1 rise 1\n", i, pub, ops)
 	}
 	for i, n := range nodes {
-		waitUp(ctx, t, n.ops, i)
+		waitUp(ctx, t, n.ops, i+1)
 	}
 	hcfg := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(hcfg, []byte(fmt.Sprintf(`global
@@ -163,31 +185,34 @@ backend rempart
 	waitUp(ctx, t, issuer, -1)
 
 	c := &running{public: issuer, client: &http.Client{Transport: &http.Transport{}}}
+	// The nodes' /ops/estate/ is the one bank's: its outbox has the code.
+	bankView := nodes[0].s
 	const alicePhone = "+33 6 12 34 56 78"
-	before := make([]string, len(nodes))
-	for i, n := range nodes {
-		before[i] = n.s.lastSMS(t, alicePhone)
-	}
+	before := bankView.lastSMS(t, alicePhone)
 	killed := -1
 	access, refresh := c.fullLogin(t, "alice", "alice-demo-2025", func() string {
+		m := bankView.lastSMS(t, alicePhone)
+		if m == before {
+			t.Fatal("no code in the bank's outbox")
+		}
+		// Her phone has the code; the node that checked her password dies.
 		for i, n := range nodes {
-			if m := n.s.lastSMS(t, alicePhone); m != before[i] {
-				// Her phone has the code; the node that sent it dies.
+			_, metrics := n.s.do(t, "GET", n.ops+"/metrics", "", nil)
+			if strings.Contains(string(metrics), `route="login-password"`) {
 				if err := n.cmd.Process.Kill(); err != nil {
 					t.Fatal(err)
 				}
 				n.cmd.Wait()
 				killed = i
-				return smsCodeRe.FindStringSubmatch(m)[1]
+				break
 			}
 		}
-		t.Fatal("no node sent alice a code")
-		return ""
+		return smsCodeRe.FindStringSubmatch(m)[1]
 	})
 	if killed < 0 {
 		t.Fatal("no node was killed")
 	}
-	t.Logf("node %d, which sent the code, was SIGKILLed before the code step", killed)
+	t.Logf("node %d, which checked the password and sent the code, was SIGKILLed before the code step", killed)
 	for i, n := range nodes {
 		if i == killed {
 			continue
@@ -199,6 +224,16 @@ backend rempart
 	}
 	for range 3 {
 		refresh = c.refreshToken(t, refresh)
+	}
+
+	// Every live node's /ops/estate/ is the one bank's, whose books hold.
+	for i, n := range nodes {
+		if i == killed {
+			continue
+		}
+		if res, b := n.s.do(t, "GET", n.ops+"/ops/estate/check", "", nil); res.StatusCode != http.StatusOK || !strings.Contains(string(b), `"ok":true`) {
+			t.Fatalf("node %d's view of the bank's ledger: %d %s", i, res.StatusCode, b)
+		}
 	}
 
 	// The app revokes the access token through the balancer; every live
@@ -227,8 +262,9 @@ backend rempart
 	}
 }
 
-// waitUp polls base/readyz (or, for the balancer, /.well-known, which
-// needs a live node behind it) until it answers 200.
+// waitUp polls base/readyz (or, for the balancer, node -1, /.well-known,
+// which needs a live node behind it) until it answers 200; node names what
+// is waited for in the failure (0 the estate, 1-3 the nodes).
 func waitUp(ctx context.Context, t *testing.T, base string, node int) {
 	t.Helper()
 	path := "/readyz"
