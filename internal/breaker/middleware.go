@@ -118,6 +118,13 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			o.Observe(r, resp.StatusCode, resp.Header, bodyOf(resp))
 		}
 		send(w, resp)
+		// Sent: the upstream's capture or the fallback's, nothing holds it
+		// (failsafe's executor keeps no result past Get, the stale cache
+		// copies what it keeps). An answer replaced by the fallback is left
+		// to the garbage collector.
+		if c := capturedOf(resp); c != nil {
+			c.release()
+		}
 		return
 	}
 	switch {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"strings"
@@ -340,5 +341,43 @@ func TestUpstreamLatency(t *testing.T) {
 	New(mustURL(t, dead), time.Second, nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
 	if len(rec.got) != 0 {
 		t.Errorf("recorded %v for an upstream that never answered", rec.got)
+	}
+}
+
+// TestSpanSettled: a span is lent again only once its one attempt's hooks
+// have all fired; an answer that came before the request was noted written,
+// or a second attempt, keeps it out of the pool (a late hook would time
+// another request).
+func TestSpanSettled(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		conns, writes, firsts int
+		want                  bool
+	}{
+		{"one attempt, answered", 1, 1, 1, true},
+		{"answered before the write was noted", 1, 0, 1, false},
+		{"no answer", 1, 1, 0, false},
+		{"retried on a second connection", 2, 2, 1, false},
+		{"no connection", 0, 0, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSpan()
+			for range tc.conns {
+				s.hooks.GotConn(httptrace.GotConnInfo{})
+			}
+			for range tc.writes {
+				s.hooks.WroteRequest(httptrace.WroteRequestInfo{})
+			}
+			for range tc.firsts {
+				s.hooks.GotFirstResponseByte()
+			}
+			if got := s.settled(); got != tc.want {
+				t.Fatalf("settled = %v, want %v", got, tc.want)
+			}
+			s.release()
+			if tc.want && (s.wrote.Load() != 0 || s.conns.Load() != 0) {
+				t.Fatal("a released span keeps its last request's timing")
+			}
+		})
 	}
 }

@@ -48,3 +48,22 @@ func From(ctx context.Context) *Info {
 	i, _ := ctx.Value(ctxKey{}).(*Info)
 	return i
 }
+
+// Carrier is a context that carries its Info itself: for a caller that
+// allocates the two in one piece, as the gateway does per request, where
+// With costs an allocation of its own. From finds the Info of a Carrier
+// parent, or any context derived from one, as it does With's. Everything
+// else (Done, Err, Deadline, other values) is the embedded parent's, so the
+// contexts derived from a Carrier cancel with the parent as they would.
+type Carrier struct {
+	context.Context
+	Info Info
+}
+
+// Value returns the Carrier's Info for From, and asks the parent otherwise.
+func (c *Carrier) Value(key any) any {
+	if key == (ctxKey{}) {
+		return &c.Info
+	}
+	return c.Context.Value(key)
+}
