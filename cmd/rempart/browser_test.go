@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/rempart/rempart/internal/browsertest"
@@ -239,6 +242,17 @@ func TestBrowserStatusOutage(t *testing.T) {
 	}
 }
 
+// setScrubMode sets the scrubber's mode on route by hand, as an operator
+// would.
+func (s *running) setScrubMode(t *testing.T, route, mode string) {
+	t.Helper()
+	res, body := s.do(t, "PUT", s.ops+"/ops/scrub/routes/"+route+"/mode", `{"mode":"`+mode+`"}`,
+		map[string]string{"Content-Type": "application/json"})
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("scrub mode %s on %s: %d %s", mode, route, res.StatusCode, body)
+	}
+}
+
 func (s *running) setCoreDown(t *testing.T, down bool) {
 	t.Helper()
 	body := `{}`
@@ -305,10 +319,7 @@ func TestBrowserChallengeResubmits(t *testing.T) {
 	cfg.OpsTokenSMS = true // the test reads login codes from the outbox
 	cfg.Estate.Customers = 1000
 	s := startBrowserServe(t, cfg)
-	if res, body := s.do(t, "PUT", s.ops+"/ops/scrub/routes/"+identity.RouteLoginPassword+"/mode", `{"mode":"attack"}`,
-		map[string]string{"Content-Type": "application/json"}); res.StatusCode != http.StatusOK {
-		t.Fatalf("attack mode: %d %s", res.StatusCode, body)
-	}
+	s.setScrubMode(t, identity.RouteLoginPassword, "attack")
 	tab := b.Tab(t, "fr-FR,fr;q=0.9")
 	// The challenge page can solve and resubmit before its own
 	// DOMContentLoaded, let alone a poll, so every page watches itself being
@@ -449,4 +460,58 @@ func TestBrowserWaitingRoom(t *testing.T) {
 	}
 	tab.Do(chromedp.SendKeys(chromedp.ID("code"), code[1]), chromedp.Submit(chromedp.ID("code")))
 	tab.Until(`(document.getElementById("out")?.textContent ?? "").includes("access_token")`)
+}
+
+// TestBrowserChallengeNoScript: with the password step under attack, a
+// customer whose browser runs no JavaScript sends her password from a
+// login she switched to French. The proof-of-work page answers in French,
+// says that the calculation needs JavaScript and what to do instead, and
+// does not claim it carries on by itself: it stays where it is, unsolved.
+func TestBrowserChallengeNoScript(t *testing.T) {
+	b := browsertest.New(t)
+	cfg := config.Default()
+	cfg.Estate.Customers = 1000
+	s := startBrowserServe(t, cfg)
+	s.setScrubMode(t, identity.RouteLoginPassword, "attack")
+	tab := b.Tab(t, "en-GB,en;q=0.9")
+	// The demo app builds its login link in JavaScript; the customer's
+	// browser runs none from the login form on.
+	tab.Do(chromedp.Navigate(s.public+"/demo/"),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.Click(chromedp.CSS(`a[hreflang="fr"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`html[lang="fr"] #username`)),
+		func(ctx context.Context, target *chromedp.Target) (chromedp.Void, error) {
+			_, err := cdp.Call(ctx, target, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+			return chromedp.Void{}, err
+		},
+		chromedp.SendKeys(chromedp.ID("username"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), "alice-demo-2025"),
+		chromedp.Click(chromedp.CSS(`button[type=submit]`)))
+	tab.Until(`document.documentElement.lang === "fr" && document.querySelector("h1")?.textContent === "Un instant, s'il vous plaît"`)
+	// Long enough for the page's script to have solved 16 bits and sent
+	// the form again, had it run.
+	time.Sleep(3 * time.Second)
+	tab.Shot("challenge")
+	page := browsertest.Run(tab, chromedp.Evaluate[string](`location.pathname + "\n" + document.body.innerText`))
+	for _, want := range []string{"/login/password\n", "JavaScript est désactivé", "application de la banque"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("challenge page without JavaScript lacks %q:\n%s", want, page)
+		}
+	}
+	for _, lie := range []string{"d'elle-même", "by itself", "C'est fait"} {
+		if strings.Contains(page, lie) {
+			t.Errorf("challenge page without JavaScript says %q:\n%s", lie, page)
+		}
+	}
+	if browsertest.Run(tab, chromedp.Evaluate[bool](`document.getElementById("code") !== null`)) {
+		t.Error("the login went on without the work done")
+	}
+	_, metrics := s.do(t, "GET", s.ops+"/metrics", "", nil)
+	if !regexp.MustCompile(`rempart_scrub_decisions_total\{decision="challenged",route="login-password"\} [1-9]`).Match(metrics) {
+		t.Error("no challenged login-password request in /metrics: the form did not meet the challenge")
+	}
+	if regexp.MustCompile(`rempart_scrub_decisions_total\{decision="solved",route="login-password"\} [1-9]`).Match(metrics) {
+		t.Error("a challenge was solved with JavaScript off")
+	}
 }
