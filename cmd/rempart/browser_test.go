@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/rempart/rempart/internal/browsertest"
@@ -239,6 +242,17 @@ func TestBrowserStatusOutage(t *testing.T) {
 	}
 }
 
+// setScrubMode sets the scrubber's mode on route by hand, as an operator
+// would.
+func (s *running) setScrubMode(t *testing.T, route, mode string) {
+	t.Helper()
+	res, body := s.do(t, "PUT", s.ops+"/ops/scrub/routes/"+route+"/mode", `{"mode":"`+mode+`"}`,
+		map[string]string{"Content-Type": "application/json"})
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("scrub mode %s on %s: %d %s", mode, route, res.StatusCode, body)
+	}
+}
+
 func (s *running) setCoreDown(t *testing.T, down bool) {
 	t.Helper()
 	body := `{}`
@@ -305,10 +319,7 @@ func TestBrowserChallengeResubmits(t *testing.T) {
 	cfg.OpsTokenSMS = true // the test reads login codes from the outbox
 	cfg.Estate.Customers = 1000
 	s := startBrowserServe(t, cfg)
-	if res, body := s.do(t, "PUT", s.ops+"/ops/scrub/routes/"+identity.RouteLoginPassword+"/mode", `{"mode":"attack"}`,
-		map[string]string{"Content-Type": "application/json"}); res.StatusCode != http.StatusOK {
-		t.Fatalf("attack mode: %d %s", res.StatusCode, body)
-	}
+	s.setScrubMode(t, identity.RouteLoginPassword, "attack")
 	tab := b.Tab(t, "fr-FR,fr;q=0.9")
 	// The challenge page can solve and resubmit before its own
 	// DOMContentLoaded, let alone a poll, so every page watches itself being
@@ -339,5 +350,168 @@ func TestBrowserChallengeResubmits(t *testing.T) {
 		if !regexp.MustCompile(`rempart_scrub_decisions_total\{decision="` + d + `",route="login-password"\} [1-9]`).Match(metrics) {
 			t.Errorf("no %s login-password request in /metrics: the form did not go through the challenge", d)
 		}
+	}
+}
+
+// pageLog is what notePages recorded of one page the tab loaded.
+type pageLog struct {
+	Path, Lang, H1 string
+	Status         int  // the HTTP status the page came with
+	Refresh        bool // a <meta http-equiv=refresh>
+	Held           bool // the waiting room's held form (#again)
+	HeldUser       string
+	Password       bool // a password field to type into
+	Code           bool // the code step
+}
+
+// notePages has every page the tab loads note itself in sessionStorage
+// (pagesFrom reads them back): pages that go away by themselves, such as
+// the waiting room's, last a second, less than a screenshot may take.
+func notePages(tab *browsertest.Tab) {
+	tab.OnEveryPage(`document.addEventListener("DOMContentLoaded", () => {
+		const nav = performance.getEntriesByType("navigation")[0], held = document.getElementById("again");
+		const log = JSON.parse(sessionStorage.getItem("pages") ?? "[]");
+		log.push({Path: location.pathname, Lang: document.documentElement.lang,
+			H1: document.querySelector("h1")?.textContent ?? "", Status: nav?.responseStatus ?? 0,
+			Refresh: !!document.querySelector('meta[http-equiv="refresh"]'), Held: !!held,
+			HeldUser: held?.elements.username?.value ?? "", Password: !!document.querySelector('input[type=password]'),
+			Code: !!document.getElementById("code")});
+		sessionStorage.setItem("pages", JSON.stringify(log));
+	});`)
+}
+
+func pagesFrom(t *testing.T, tab *browsertest.Tab) []pageLog {
+	t.Helper()
+	var pages []pageLog
+	raw := browsertest.Run(tab, chromedp.Evaluate[string](`sessionStorage.getItem("pages") ?? "[]"`))
+	if err := json.Unmarshal([]byte(raw), &pages); err != nil {
+		t.Fatalf("pages noted: %q: %v", raw, err)
+	}
+	return pages
+}
+
+// TestBrowserWaitingRoom: a customer on a French browser chooses English on
+// the login form and sends her password while the login waiting room is
+// holding logins back (a cap of one login a second, and another login that
+// took this second's turn). She gets the room's page in the language she
+// chose, her customer ID kept, and when her turn comes the page sends her
+// login on by itself: she lands on the code step without typing her
+// password again, and every address the page went to answered.
+func TestBrowserWaitingRoom(t *testing.T) {
+	b := browsertest.New(t)
+	cfg := config.Default()
+	cfg.OpsTokenSMS = true // the test reads login codes from the outbox
+	cfg.Estate.Customers = 1000
+	cfg.Identity.MaxLoginRate = 1
+	s := startBrowserServe(t, cfg)
+
+	tab := b.Tab(t, "fr-FR,fr;q=0.9")
+	notePages(tab)
+	tab.Do(chromedp.Navigate(s.public+"/demo/"),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.Click(chromedp.CSS(`a[hreflang="en"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`html[lang="en"] #username`)),
+		chromedp.SendKeys(chromedp.ID("username"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), "alice-demo-2025"))
+	// Another customer's login takes the second's only turn (a wrong
+	// password, checked: the room let it through).
+	if st, body := s.startLogin(t, nil).post(t, "/login/password", url.Values{"username": {"bruno"}, "password": {"not-his"}}); st != http.StatusUnauthorized {
+		t.Fatalf("the login before hers: %d %.300s", st, body)
+	}
+	tab.Do(chromedp.Submit(chromedp.ID("password")))
+	tab.Until(`document.getElementById("again") !== null || document.getElementById("code") !== null`)
+	tab.Shot("waiting")
+	tab.Until(`document.getElementById("code") !== null`)
+	tab.Shot("code")
+
+	pages := pagesFrom(t, tab)
+	waited := slices.IndexFunc(pages, func(p pageLog) bool { return p.Held })
+	if waited < 0 {
+		t.Fatalf("no waiting-room page on the way to the code step: %+v", pages)
+	}
+	w := pages[waited]
+	if w.Status != http.StatusServiceUnavailable || w.Lang != "en" || w.H1 != "You are in the waiting line" || w.HeldUser != "alice" || w.Refresh {
+		t.Errorf("waiting page %+v: want a 503 in English (the language chosen on the form), alice kept, no reload of its address", w)
+	}
+	for _, p := range pages[waited+1:] {
+		if p.Password {
+			t.Errorf("after the waiting room she was asked for her password again: %+v", p)
+		}
+	}
+	for _, p := range pages {
+		if p.Status == http.StatusNotFound || p.Status == http.StatusMethodNotAllowed {
+			t.Errorf("the tab went to an address that does not answer: %+v", p)
+		}
+	}
+	if last := pages[len(pages)-1]; !last.Code || last.Lang != "en" || last.Status != http.StatusOK {
+		t.Errorf("last page %+v, want the code step in English", last)
+	}
+	_, metrics := s.do(t, "GET", s.ops+"/metrics", "", nil)
+	for _, m := range []string{`rempart_waitroom_pending_total{room="login"} [1-9]`, `rempart_waitroom_admitted_total{room="login"} [2-9]`} {
+		if !regexp.MustCompile(m).Match(metrics) {
+			t.Errorf("no %s in /metrics: the room did not hold and then admit her", m)
+		}
+	}
+
+	code := smsCodeRe.FindStringSubmatch(s.smsTo(t, "+33 6 12 34 56 78"))
+	if code == nil {
+		t.Fatal("no code in alice's SMS")
+	}
+	tab.Do(chromedp.SendKeys(chromedp.ID("code"), code[1]), chromedp.Submit(chromedp.ID("code")))
+	tab.Until(`(document.getElementById("out")?.textContent ?? "").includes("access_token")`)
+}
+
+// TestBrowserChallengeNoScript: with the password step under attack, a
+// customer whose browser runs no JavaScript sends her password from a
+// login she switched to French. The proof-of-work page answers in French,
+// says that the calculation needs JavaScript and what to do instead, and
+// does not claim it carries on by itself: it stays where it is, unsolved.
+func TestBrowserChallengeNoScript(t *testing.T) {
+	b := browsertest.New(t)
+	cfg := config.Default()
+	cfg.Estate.Customers = 1000
+	s := startBrowserServe(t, cfg)
+	s.setScrubMode(t, identity.RouteLoginPassword, "attack")
+	tab := b.Tab(t, "en-GB,en;q=0.9")
+	// The demo app builds its login link in JavaScript; the customer's
+	// browser runs none from the login form on.
+	tab.Do(chromedp.Navigate(s.public+"/demo/"),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.Click(chromedp.CSS(`a[hreflang="fr"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`html[lang="fr"] #username`)),
+		func(ctx context.Context, target *chromedp.Target) (chromedp.Void, error) {
+			_, err := cdp.Call(ctx, target, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+			return chromedp.Void{}, err
+		},
+		chromedp.SendKeys(chromedp.ID("username"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), "alice-demo-2025"),
+		chromedp.Click(chromedp.CSS(`button[type=submit]`)))
+	tab.Until(`document.documentElement.lang === "fr" && document.querySelector("h1")?.textContent === "Un instant, s'il vous plaît"`)
+	// Long enough for the page's script to have solved 16 bits and sent
+	// the form again, had it run.
+	time.Sleep(3 * time.Second)
+	tab.Shot("challenge")
+	page := browsertest.Run(tab, chromedp.Evaluate[string](`location.pathname + "\n" + document.body.innerText`))
+	for _, want := range []string{"/login/password\n", "JavaScript est désactivé", "application de la banque"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("challenge page without JavaScript lacks %q:\n%s", want, page)
+		}
+	}
+	for _, lie := range []string{"d'elle-même", "by itself", "C'est fait"} {
+		if strings.Contains(page, lie) {
+			t.Errorf("challenge page without JavaScript says %q:\n%s", lie, page)
+		}
+	}
+	if browsertest.Run(tab, chromedp.Evaluate[bool](`document.getElementById("code") !== null`)) {
+		t.Error("the login went on without the work done")
+	}
+	_, metrics := s.do(t, "GET", s.ops+"/metrics", "", nil)
+	if !regexp.MustCompile(`rempart_scrub_decisions_total\{decision="challenged",route="login-password"\} [1-9]`).Match(metrics) {
+		t.Error("no challenged login-password request in /metrics: the form did not meet the challenge")
+	}
+	if regexp.MustCompile(`rempart_scrub_decisions_total\{decision="solved",route="login-password"\} [1-9]`).Match(metrics) {
+		t.Error("a challenge was solved with JavaScript off")
 	}
 }

@@ -63,16 +63,7 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	tab := b.Tab(t, "en-GB,en")
-	tab.Do(func(ctx context.Context, target *chromedp.Target) (chromedp.Void, error) {
-		if _, err := cdp.Call(ctx, target, webauthn.Enable, webauthn.EnableParams{}); err != nil {
-			return chromedp.Void{}, err
-		}
-		_, err := cdp.Call(ctx, target, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{
-			Options: &webauthn.VirtualAuthenticatorOptions{Protocol: webauthn.AuthenticatorProtocolCtap2,
-				Transport: webauthn.AuthenticatorTransportUsb, HasUserVerification: true, IsUserVerified: true,
-				AutomaticPresenceSimulation: true}})
-		return chromedp.Void{}, err
-	})
+	virtualAuthenticator(tab, webauthn.AuthenticatorTransportUsb)
 	tab.Do(chromedp.Navigate(origin+admin.PathEnrol),
 		chromedp.SendKeys(chromedp.ID("name"), "ada"),
 		chromedp.SendKeys(chromedp.ID("token"), strings.TrimSpace(string(tok))),
@@ -106,4 +97,25 @@ func TestBrowserConsole(t *testing.T) {
 		}
 	}
 	tab.Shot("console")
+}
+
+// virtualAuthenticator gives the tab Chromium's virtual FIDO2 authenticator
+// on transport (a USB key, or the device's own for a passkey), which
+// verifies its user and confirms presence without anyone touching it.
+func virtualAuthenticator(tab *browsertest.Tab, transport webauthn.AuthenticatorTransport) webauthn.AuthenticatorID {
+	var id webauthn.AuthenticatorID
+	tab.Do(func(ctx context.Context, target *chromedp.Target) (chromedp.Void, error) {
+		if _, err := cdp.Call(ctx, target, webauthn.Enable, webauthn.EnableParams{}); err != nil {
+			return chromedp.Void{}, err
+		}
+		res, err := cdp.Call(ctx, target, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{
+			Options: &webauthn.VirtualAuthenticatorOptions{Protocol: webauthn.AuthenticatorProtocolCtap2,
+				Transport: transport, HasResidentKey: transport == webauthn.AuthenticatorTransportInternal,
+				HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true}})
+		if err == nil {
+			id = res.AuthenticatorID
+		}
+		return chromedp.Void{}, err
+	})
+	return id
 }

@@ -176,8 +176,12 @@ func buildStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 		// Tickets are bound to the client's /24 (/48): a place copied to
 		// another network is worthless, while a phone that changes address
 		// inside its carrier's NAT keeps it.
-		s.room = waitroom.New(waitroom.Options{ID: "login", InitialRate: initial, LatencyTarget: 500 * time.Millisecond,
-			BindClient: true, Registerer: s.metrics.Registry})
+		opts := waitroom.Options{ID: "login", InitialRate: initial, LatencyTarget: 500 * time.Millisecond,
+			BindClient: true, Registerer: s.metrics.Registry}
+		if m := s.cfg.Identity.MaxLoginRate; m > 0 {
+			opts.MaxRate, opts.MinRate = m, min(m, 5) // 5: the room's default floor
+		}
+		s.room = waitroom.New(opts)
 	}
 	if s.routes, err = s.buildRoutes(upstreams); err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -257,6 +258,13 @@ type Identity struct {
 	// (https), linked from the login's "forgot your password?" page. Empty,
 	// that page says how to reach the bank instead.
 	PasswordResetURL string `yaml:"password_reset_url"`
+	// MaxLoginRate caps the logins a second the login waiting room lets
+	// through to the password check, whatever it measures the provider can
+	// take: for a directory behind it that is known to fall over above a
+	// rate, or to hold logins back on purpose (the browser tests use 1 to
+	// put a customer in the line). Its floor follows it down when below 5.
+	// Default 0: no cap but the room's own 1000.
+	MaxLoginRate float64 `yaml:"max_login_rate"`
 }
 
 // IdentityKeys chooses the store of the provider's signing keys (and of the
@@ -977,6 +985,9 @@ func (c *Config) validate() []*Error {
 		if u, err := url.Parse(r); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && loopbackHost(u.Hostname()))) {
 			bad("identity.password_reset_url", "%q must be an https:// URL (http only on a loopback host)", r)
 		}
+	}
+	if r := c.Identity.MaxLoginRate; r < 0 || math.IsNaN(r) {
+		bad("identity.max_login_rate", "%v must be 0 (no cap) or more", r)
 	}
 	if !envName.MatchString(c.Identity.Keys.KEKEnv) {
 		bad("identity.keys.kek_env", "%q must be an environment variable name such as REMPART_KEYS_KEK", c.Identity.Keys.KEKEnv)

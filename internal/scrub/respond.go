@@ -149,15 +149,22 @@ type pageData struct {
 // challengeText is the challenge page's words in one language: the login's
 // (its form's lang field) or the browser's.
 type challengeText struct {
-	Lang, Title, Heading, Why, WhyForm, NoScript, NoCrypto, Done, DoneBack, Continue string
+	Lang, Title, Heading, NoScript, NoCrypto, Done, DoneBack, Continue string
+	// Why is what the page says before its script runs, and all it says
+	// without JavaScript: nothing about carrying on by itself, which only
+	// the script can do. Working and WorkingForm replace it once the script
+	// runs (a GET, a login form held).
+	Why, Working, WorkingForm string
 }
 
 var challengeTexts = map[string]challengeText{
 	"fr": {
 		Lang: "fr", Title: "Vérification de votre connexion", Heading: "Un instant, s'il vous plaît",
-		Why: "Ce service subit une forte attaque automatisée. Pour laisser entrer les clients, votre navigateur fait " +
+		Why: "Ce service subit une forte attaque automatisée. Pour laisser entrer les clients, il demande à chaque navigateur " +
+			"un court calcul que les robots doivent payer aussi.",
+		Working: "Ce service subit une forte attaque automatisée. Pour laisser entrer les clients, votre navigateur fait " +
 			"un court calcul que les robots doivent payer aussi. Cela prend en général quelques secondes, puis la page continue d'elle-même.",
-		WhyForm: "Ce service subit une forte attaque automatisée. Pour laisser entrer les clients, votre navigateur fait " +
+		WorkingForm: "Ce service subit une forte attaque automatisée. Pour laisser entrer les clients, votre navigateur fait " +
 			"un court calcul que les robots doivent payer aussi. Cela prend en général quelques secondes, puis votre connexion " +
 			"reprend d'elle-même, sans rien ressaisir.",
 		NoScript: "JavaScript est désactivé : le calcul en a besoin. Activez-le pour ce site puis rechargez la page, ou " +
@@ -168,9 +175,11 @@ var challengeTexts = map[string]challengeText{
 	},
 	"en": {
 		Lang: "en", Title: "Checking your connection", Heading: "One moment, please",
-		Why: "This service is under a heavy automated attack. To let customers in, your browser is doing a short " +
+		Why: "This service is under a heavy automated attack. To let customers in, it asks every browser for a short " +
+			"calculation that bots must pay for too.",
+		Working: "This service is under a heavy automated attack. To let customers in, your browser is doing a short " +
 			"calculation that bots must pay for too. It usually takes a few seconds, and then this page continues by itself.",
-		WhyForm: "This service is under a heavy automated attack. To let customers in, your browser is doing a short " +
+		WorkingForm: "This service is under a heavy automated attack. To let customers in, your browser is doing a short " +
 			"calculation that bots must pay for too. It usually takes a few seconds, and then your sign-in carries on by " +
 			"itself, with nothing to type again.",
 		NoScript: "JavaScript is turned off, and the calculation needs it. Turn it on for this site and reload, or use " +
@@ -193,7 +202,7 @@ func challengePage() *template.Template {
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;color:#1a1a1a}</style>
 </head><body>
 <h1>{{.T.Heading}}</h1>
-<p id="status" role="status">{{if .Again}}{{.T.WhyForm}}{{else}}{{.T.Why}}{{end}}</p>
+<p id="status" role="status">{{.T.Why}}</p>
 <noscript><p><strong>{{.T.NoScript}}</strong></p></noscript>
 {{with .Again}}<form method="post" action="{{.Action}}" id="again">
 {{range .Fields}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">
@@ -206,6 +215,7 @@ func challengePage() *template.Template {
     status.textContent = {{.T.NoCrypto}};
     return;
   }
+  status.textContent = again ? {{.T.WorkingForm}} : {{.T.Working}};
   var enc = new TextEncoder(), whole = Math.floor(bits / 8), rest = bits % 8;
   function enough(h) {
     for (var i = 0; i < whole; i++) if (h[i] !== 0) return false;

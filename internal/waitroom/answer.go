@@ -63,8 +63,8 @@ func (r *Room) writeWaiting(w http.ResponseWriter, req *http.Request, d decision
 	noStore(h)
 	if prefersHTML(req.Header.Get("Accept")) {
 		http.SetCookie(w, r.cookie(req, d.ticket, seconds(d.pollAfter+r.opts.Grace)))
-		r.writePage(w, language(req.Header.Get("Accept-Language")), page{Position: d.position, Wait: d.eta, Poll: poll,
-			Again: resubmission(req)})
+		again := resubmission(req)
+		r.writePage(w, pageLanguage(again, req), page{Position: d.position, Wait: d.eta, Poll: poll, Again: again})
 		return
 	}
 	// Rounded up to a tenth of a second: an estimate may be late, never early.
@@ -89,7 +89,8 @@ func (r *Room) writeFull(w http.ResponseWriter, req *http.Request, d decision) {
 	h.Set(Header, "full")
 	noStore(h)
 	if prefersHTML(req.Header.Get("Accept")) {
-		r.writePage(w, language(req.Header.Get("Accept-Language")), page{Full: true, Poll: retry, Again: resubmission(req)})
+		again := resubmission(req)
+		r.writePage(w, pageLanguage(again, req), page{Full: true, Poll: retry, Again: again})
 		return
 	}
 	p := problem.New(http.StatusServiceUnavailable, "waiting-room-full", fmt.Sprintf(
@@ -119,6 +120,14 @@ func prefersHTML(accept string) bool {
 func mediaRange(s string) (string, float64) { return heldform.MediaRange(s) }
 
 func language(acceptLanguage string) string { return heldform.Language(acceptLanguage) }
+
+// pageLanguage is the language the customer chose on the login form the
+// page holds (its lang field), else the browser's: a customer who chose
+// English on a French browser was shown the line in French, and the step
+// after it in English.
+func pageLanguage(again *form, req *http.Request) string {
+	return heldform.PageLanguage(again, req.Header.Get("Accept-Language"))
+}
 
 // page is what the waiting page shows.
 type page struct {

@@ -97,3 +97,31 @@ func TestHeldFormIsSentAgain(t *testing.T) {
 		t.Errorf("a held GET lost its refresh:\n%s", get.Body)
 	}
 }
+
+// TestHeldPageLanguage: the page holding a login form speaks the language
+// the customer chose on that form, whatever the browser's.
+func TestHeldPageLanguage(t *testing.T) {
+	for _, c := range []struct{ form, acceptLanguage, want string }{
+		{"lang=en&username=alice", "fr-FR,fr;q=0.9", "en"},
+		{"lang=fr&username=alice", "en-GB,en;q=0.9", "fr"},
+		{"username=alice", "en-GB,en;q=0.9", "en"},
+		{"lang=de&username=alice", "fr-FR,fr;q=0.9", "fr"},
+	} {
+		t.Run(c.form+" "+c.acceptLanguage, func(t *testing.T) {
+			f := newFixture(t, 1, nil)
+			f.call("", nil) // takes the only turn
+			req := httptest.NewRequest(http.MethodPost, "/login/password", strings.NewReader(c.form))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Accept", "text/html")
+			req.Header.Set("Accept-Language", c.acceptLanguage)
+			rec := httptest.NewRecorder()
+			f.h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusServiceUnavailable {
+				t.Fatalf("status %d, want the waiting page", rec.Code)
+			}
+			if got := rec.Header().Get("Content-Language"); got != c.want || !strings.Contains(rec.Body.String(), `<html lang="`+c.want+`">`) {
+				t.Errorf("page in %q, want %q", got, c.want)
+			}
+		})
+	}
+}
