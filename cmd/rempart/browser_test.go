@@ -43,15 +43,11 @@ func startBrowserServe(t *testing.T, cfg *config.Config) *running {
 // smsTo returns the newest message of the SMS outbox to phone.
 func (s *running) smsTo(t *testing.T, phone string) string {
 	t.Helper()
-	_, body := s.do(t, "GET", s.ops+"/ops/estate/sms?limit=1&to="+url.QueryEscape(phone), "", nil)
-	var out struct {
-		Messages []struct{ Text string } `json:"messages"`
+	m := s.lastSMS(t, phone)
+	if m == "" {
+		t.Fatalf("no SMS to %s", phone)
 	}
-	decode(t, body, &out)
-	if len(out.Messages) == 0 {
-		t.Fatalf("no SMS to %s: %s", phone, body)
-	}
-	return out.Messages[0].Text
+	return m
 }
 
 // TestBrowserLogin logs customers in from the demo app in a real browser,

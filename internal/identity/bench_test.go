@@ -13,11 +13,8 @@ import (
 	"testing"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/rempart/rempart/internal/identity/keys"
 	"github.com/rempart/rempart/internal/identity/users"
-	sessionredis "github.com/rempart/rempart/internal/session/redis"
 )
 
 func serve(b *testing.B, h http.Handler, form url.Values, user, pass string) *httptest.ResponseRecorder {
@@ -164,21 +161,7 @@ func BenchmarkLoginOnRedis(b *testing.B) {
 	if url == "" {
 		b.Skip("REDIS_URL not set: skipping the Redis login benchmark")
 	}
-	prefix := "rempart-test:identity-bench:" + randomID(8) + ":"
-	s, err := sessionredis.Open(context.Background(), url, sessionredis.Options{Prefix: prefix})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		o, _ := goredis.ParseURL(url)
-		c := goredis.NewClient(o)
-		defer c.Close()
-		ctx := context.Background()
-		for it := c.Scan(ctx, 0, prefix+"*", 1000).Iterator(); it.Next(ctx); {
-			c.Del(ctx, it.Val())
-		}
-		s.Close()
-	})
+	s := redisStore(b, url, "identity-bench")
 	benchLogin(b, newEnv(b, func(c *Config) { c.Sessions, c.Logins = s, s }))
 }
 

@@ -78,22 +78,7 @@ func clusterStores(t *testing.T) map[string]func(t *testing.T) session.Store {
 		return kinds
 	}
 	kinds["redis"] = func(t *testing.T) session.Store {
-		prefix := "rempart-test:identity-cluster:" + rand.Text()[:10] + ":"
-		s, err := sessionredis.Open(context.Background(), url, sessionredis.Options{Prefix: prefix})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			o, _ := goredis.ParseURL(url)
-			c := goredis.NewClient(o)
-			defer c.Close()
-			ctx := context.Background()
-			for it := c.Scan(ctx, 0, prefix+"*", 1000).Iterator(); it.Next(ctx); {
-				c.Del(ctx, it.Val())
-			}
-			s.Close()
-		})
-		return s
+		return redisStore(t, url, "identity-cluster")
 	}
 	return kinds
 }
@@ -304,4 +289,26 @@ func mustAtoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// redisStore opens a session store on the Redis at url under a key prefix
+// of its own, deleted when the test ends.
+func redisStore(t testing.TB, url, name string) session.Store {
+	t.Helper()
+	prefix := "rempart-test:" + name + ":" + rand.Text()[:10] + ":"
+	s, err := sessionredis.Open(context.Background(), url, sessionredis.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		o, _ := goredis.ParseURL(url)
+		c := goredis.NewClient(o)
+		defer c.Close()
+		ctx := context.Background()
+		for it := c.Scan(ctx, 0, prefix+"*", 1000).Iterator(); it.Next(ctx); {
+			c.Del(ctx, it.Val())
+		}
+		s.Close()
+	})
+	return s
 }
