@@ -42,6 +42,13 @@ func TestHealthyBackEndAtGatewaySaturation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a few seconds of closed-loop load")
 	}
+	if raceEnabled {
+		// Seen in CI: 130 answers a second instead of thousands, the
+		// scheduling delay at 117 ms, and 128 closed-loop clients then
+		// wait past MaxWait whatever the limit. The run without -race
+		// (CI's second pass) holds the line.
+		t.Skip("speed-dependent: skipped under the race detector, run by go test without -race")
+	}
 	const clients = 128
 	length := 4 * time.Second
 
