@@ -469,13 +469,13 @@ func (p *Provider) loginCancel(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) loginForgot(w http.ResponseWriter, r *http.Request) {
 	lang := pickLang(r, r.URL.Query().Get("lang"))
 	d := pageData{Lang: lang, Step: "forgot", ResetURL: p.cfg.PasswordResetURL}
+	other := url.Values{"lang": {messages[lang]["other_code"]}}
 	if id := r.URL.Query().Get("id"); id != "" && len(id) <= 64 {
 		d.ID = id
 		d.BackLink = PathLogin + "?" + url.Values{"id": {id}, "lang": {lang}}.Encode()
-		d.OtherLink = PathLogin + "/forgot?" + url.Values{"id": {id}, "lang": {messages[lang]["other_code"]}}.Encode()
-	} else {
-		d.OtherLink = PathLogin + "/forgot?" + url.Values{"lang": {messages[lang]["other_code"]}}.Encode()
+		other.Set("id", id)
 	}
+	d.OtherLink = PathLogin + "/forgot?" + other.Encode()
 	p.render(w, http.StatusOK, d)
 }
 
